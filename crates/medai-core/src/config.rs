@@ -1,0 +1,499 @@
+//! The typed configuration of medai. Loading (file, environment, flags) happens in the binary;
+//! this module defines every key, its default and its validation.
+//!
+//! Secrets are [`SecretString`]s: their `Debug` is masked, and serializing the config (what
+//! `medai config check` prints) writes them masked, so a printed config never leaks one.
+
+use crate::identity::Argon2Cost;
+use crate::throttle::ThrottlePolicy;
+use ipnet::IpNet;
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address of the public HTTP(S) listener.
+    pub listen: SocketAddr,
+    /// Address of the internal listener that serves `/metrics`; keep it off public networks.
+    pub metrics_listen: SocketAddr,
+    /// Directory for the SQLite database, the local key file and other state.
+    pub data_dir: PathBuf,
+    /// `postgres://…` for PostgreSQL, `sqlite://…` for a SQLite file; unset means SQLite in
+    /// `data_dir`.
+    #[serde(serialize_with = "mask_url")]
+    pub database_url: Option<SecretString>,
+    /// `redis://…` (or `rediss://…`) to keep sessions and login throttling in Redis, shared by
+    /// replicas; unset keeps them in this process.
+    #[serde(serialize_with = "mask_url")]
+    pub redis_url: Option<SecretString>,
+    /// The URL users reach medai at (used in setup links and to decide `Secure` cookies);
+    /// defaults to `http(s)://<listen>`.
+    pub public_url: Option<String>,
+    /// Log format: `json` (default) or `text`.
+    pub log_format: LogFormat,
+    /// Serve HTTPS directly with these certificate files (otherwise terminate TLS at the proxy).
+    pub tls: Option<TlsConfig>,
+    /// Proxies whose `X-Forwarded-For` is trusted for the client address (CIDRs).
+    pub trusted_proxies: Vec<IpNet>,
+    /// Authentication and session settings.
+    pub auth: AuthConfig,
+    /// Request limits.
+    pub limits: LimitsConfig,
+    /// Longest wait for in-flight requests at shutdown.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            data_dir: PathBuf::from("./medai-data"),
+            database_url: None,
+            redis_url: None,
+            public_url: None,
+            log_format: LogFormat::Json,
+            tls: None,
+            trusted_proxies: Vec::new(),
+            auth: AuthConfig::default(),
+            limits: LimitsConfig::default(),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// TLS served by medai itself.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert_path: PathBuf,
+    /// PEM private key.
+    pub key_path: PathBuf,
+    /// Lowest TLS version accepted: `1.3` (default) or `1.2`.
+    #[serde(default)]
+    pub min_version: TlsVersion,
+}
+
+/// A TLS protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+pub enum TlsVersion {
+    /// TLS 1.2.
+    #[serde(rename = "1.2")]
+    Tls12,
+    /// TLS 1.3.
+    #[default]
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+/// Authentication and session settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Automatic logoff after this long without a request (HIPAA 164.312(a)(2)(iii)).
+    #[serde(with = "humantime_serde")]
+    pub session_idle_timeout: Duration,
+    /// A session ends this long after login, however active.
+    #[serde(with = "humantime_serde")]
+    pub session_max_lifetime: Duration,
+    /// Time allowed between the password step and the TOTP step.
+    #[serde(with = "humantime_serde")]
+    pub mfa_step_timeout: Duration,
+    /// How long a break-glass grant lasts.
+    #[serde(with = "humantime_serde")]
+    pub break_glass_duration: Duration,
+    /// Shortest reason accepted for break-glass access, in characters.
+    pub break_glass_min_reason_chars: usize,
+    /// How long a setup or enrolment link stays valid.
+    #[serde(with = "humantime_serde")]
+    pub enrolment_link_ttl: Duration,
+    /// Minimum password length in characters (at least 12).
+    pub password_min_length: usize,
+    /// argon2id cost.
+    pub argon2: Argon2Cost,
+    /// Throttling of failed logins per account.
+    pub account_throttle: ThrottlePolicy,
+    /// Throttling of failed logins per client address.
+    pub ip_throttle: ThrottlePolicy,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            session_idle_timeout: Duration::from_secs(15 * 60),
+            session_max_lifetime: Duration::from_secs(12 * 3600),
+            mfa_step_timeout: Duration::from_secs(5 * 60),
+            break_glass_duration: Duration::from_secs(3600),
+            break_glass_min_reason_chars: 10,
+            enrolment_link_ttl: Duration::from_secs(24 * 3600),
+            password_min_length: 12,
+            argon2: Argon2Cost::default(),
+            account_throttle: ThrottlePolicy::default(),
+            ip_throttle: ThrottlePolicy {
+                free_attempts: 20,
+                lockout_after: 100,
+                ..ThrottlePolicy::default()
+            },
+        }
+    }
+}
+
+/// Request limits.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Longest time one request may take.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 * 1024,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A configuration value that is out of range; names the key and says what is allowed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid configuration: `{key}` {problem}")]
+pub struct ConfigError {
+    /// The key, dotted (`auth.session_idle_timeout`).
+    pub key: &'static str,
+    /// What is wrong and what is allowed.
+    pub problem: String,
+}
+
+fn err(key: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key,
+        problem: problem.into(),
+    }
+}
+
+fn within(key: &'static str, v: Duration, min: Duration, max: Duration) -> Result<(), ConfigError> {
+    if v < min || v > max {
+        return Err(err(
+            key,
+            format!(
+                "must be between {} and {}",
+                humantime::format_duration(min),
+                humantime::format_duration(max)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Which database a URL selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    /// An embedded SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// Classifies a database URL by its scheme.
+pub fn database_kind(url: &str) -> Option<DatabaseKind> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Some(DatabaseKind::Postgres)
+    } else if url.starts_with("sqlite:") {
+        Some(DatabaseKind::Sqlite)
+    } else {
+        None
+    }
+}
+
+impl Config {
+    /// Checks every value; the first problem is returned naming its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let a = &self.auth;
+        let min = Duration::from_secs(60);
+        within(
+            "auth.session_idle_timeout",
+            a.session_idle_timeout,
+            min,
+            Duration::from_secs(24 * 3600),
+        )?;
+        within(
+            "auth.session_max_lifetime",
+            a.session_max_lifetime,
+            a.session_idle_timeout,
+            Duration::from_secs(7 * 24 * 3600),
+        )?;
+        within(
+            "auth.mfa_step_timeout",
+            a.mfa_step_timeout,
+            Duration::from_secs(30),
+            Duration::from_secs(3600),
+        )?;
+        within(
+            "auth.break_glass_duration",
+            a.break_glass_duration,
+            min,
+            Duration::from_secs(24 * 3600),
+        )?;
+        within(
+            "auth.enrolment_link_ttl",
+            a.enrolment_link_ttl,
+            Duration::from_secs(300),
+            Duration::from_secs(30 * 24 * 3600),
+        )?;
+        if !(1..=1000).contains(&a.break_glass_min_reason_chars) {
+            return Err(err(
+                "auth.break_glass_min_reason_chars",
+                "must be between 1 and 1000",
+            ));
+        }
+        if !(12..=128).contains(&a.password_min_length) {
+            return Err(err(
+                "auth.password_min_length",
+                "must be between 12 and 128",
+            ));
+        }
+        if a.argon2.memory_kib < 19_456 || a.argon2.iterations < 2 || a.argon2.parallelism < 1 {
+            return Err(err(
+                "auth.argon2",
+                "must be at least memory_kib = 19456, iterations = 2, parallelism = 1 (OWASP minimum)",
+            ));
+        }
+        for (key, t) in [
+            ("auth.account_throttle", &a.account_throttle),
+            ("auth.ip_throttle", &a.ip_throttle),
+        ] {
+            if t.lockout_after == 0 || t.lockout_after <= t.free_attempts {
+                return Err(err(
+                    key,
+                    "needs lockout_after > free_attempts >= 0 and lockout_after >= 1",
+                ));
+            }
+            if t.window.is_zero() || t.lockout_duration.is_zero() {
+                return Err(err(key, "needs a non-zero window and lockout_duration"));
+            }
+        }
+        if !(1024..=64 * 1024 * 1024).contains(&self.limits.max_body_bytes) {
+            return Err(err(
+                "limits.max_body_bytes",
+                "must be between 1024 and 67108864",
+            ));
+        }
+        within(
+            "limits.request_timeout",
+            self.limits.request_timeout,
+            Duration::from_secs(1),
+            Duration::from_secs(3600),
+        )?;
+        within(
+            "shutdown_grace",
+            self.shutdown_grace,
+            Duration::ZERO,
+            Duration::from_secs(600),
+        )?;
+        if self.listen == self.metrics_listen && self.listen.port() != 0 {
+            return Err(err(
+                "metrics_listen",
+                "must differ from `listen` so /metrics is never served publicly",
+            ));
+        }
+        if let Some(url) = &self.database_url {
+            if database_kind(url.expose_secret()).is_none() {
+                return Err(err(
+                    "database_url",
+                    "must start with postgres://, postgresql:// or sqlite:",
+                ));
+            }
+        }
+        if let Some(url) = &self.redis_url {
+            let u = url.expose_secret();
+            if !(u.starts_with("redis://") || u.starts_with("rediss://")) {
+                return Err(err("redis_url", "must start with redis:// or rediss://"));
+            }
+        }
+        if let Some(p) = &self.public_url {
+            if !(p.starts_with("http://") || p.starts_with("https://"))
+                || p.contains(char::is_whitespace)
+            {
+                return Err(err("public_url", "must be an http:// or https:// URL"));
+            }
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(err("data_dir", "must not be empty"));
+        }
+        Ok(())
+    }
+
+    /// The database URL in force: the configured one or SQLite in the data directory.
+    pub fn effective_database_url(&self) -> String {
+        match &self.database_url {
+            Some(u) => u.expose_secret().to_owned(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("medai.db").display()
+            ),
+        }
+    }
+
+    /// The public base URL, without a trailing slash.
+    pub fn effective_public_url(&self) -> String {
+        match &self.public_url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None => {
+                let scheme = if self.tls.is_some() { "https" } else { "http" };
+                format!("{scheme}://{}", self.listen)
+            }
+        }
+    }
+
+    /// Whether session cookies get the `Secure` attribute: when medai serves TLS or is reached
+    /// over https through a proxy.
+    pub fn secure_cookies(&self) -> bool {
+        self.tls.is_some() || self.effective_public_url().starts_with("https://")
+    }
+}
+
+/// Writes a URL with its password replaced by `****`; anything unparseable is masked whole.
+pub fn mask_url_str(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "****".to_owned();
+    };
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            let masked_tail = mask_query_secrets(tail);
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:****@{host}{masked_tail}")
+            } else {
+                format!("{scheme}://{user}@{host}{masked_tail}")
+            }
+        }
+        None => format!("{scheme}://{authority}{}", mask_query_secrets(tail)),
+    }
+}
+
+fn mask_query_secrets(tail: &str) -> String {
+    let Some((path, query)) = tail.split_once('?') else {
+        return tail.to_owned();
+    };
+    let parts: Vec<String> = query
+        .split('&')
+        .map(|kv| match kv.split_once('=') {
+            Some((k, _)) if k.to_ascii_lowercase().contains("pass") => format!("{k}=****"),
+            _ => kv.to_owned(),
+        })
+        .collect();
+    format!("{path}?{}", parts.join("&"))
+}
+
+fn mask_url<S: Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(secret) => s.serialize_some(&mask_url_str(secret.expose_secret())),
+        None => s.serialize_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_match_the_contract() {
+        let c = Config::default();
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.metrics_listen.to_string(), "127.0.0.1:9464");
+        assert_eq!(c.data_dir, PathBuf::from("./medai-data"));
+        assert_eq!(c.auth.session_idle_timeout, Duration::from_secs(900));
+        assert_eq!(c.auth.session_max_lifetime, Duration::from_secs(43_200));
+        assert!(c
+            .effective_database_url()
+            .starts_with("sqlite://./medai-data/medai.db"));
+        assert!(!c.secure_cookies());
+    }
+
+    #[test]
+    fn out_of_range_values_name_their_key() {
+        let mut c = Config::default();
+        c.auth.password_min_length = 8;
+        assert_eq!(c.validate().unwrap_err().key, "auth.password_min_length");
+        let mut c = Config::default();
+        c.auth.session_idle_timeout = Duration::from_secs(5);
+        assert_eq!(c.validate().unwrap_err().key, "auth.session_idle_timeout");
+        let mut c = Config::default();
+        c.database_url = Some(SecretString::from("mysql://x"));
+        assert_eq!(c.validate().unwrap_err().key, "database_url");
+        let mut c = Config::default();
+        c.metrics_listen = c.listen;
+        assert_eq!(c.validate().unwrap_err().key, "metrics_listen");
+        let mut c = Config::default();
+        c.auth.argon2.memory_kib = 1024;
+        assert_eq!(c.validate().unwrap_err().key, "auth.argon2");
+    }
+
+    #[test]
+    fn secrets_are_masked_when_serialized() {
+        let c = Config {
+            database_url: Some(SecretString::from(
+                "postgres://medai:hunter2@db:5432/medai?password=x2&sslmode=require",
+            )),
+            redis_url: Some(SecretString::from("redis://:sekret@cache:6379")),
+            ..Config::default()
+        };
+        let v = serde_json::to_string(&c).unwrap();
+        assert!(
+            !v.contains("hunter2") && !v.contains("sekret") && !v.contains("x2"),
+            "{v}"
+        );
+        assert!(
+            v.contains("postgres://medai:****@db:5432/medai?password=****&sslmode=require"),
+            "{v}"
+        );
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn mask_handles_odd_urls() {
+        assert_eq!(mask_url_str("no scheme"), "****");
+        assert_eq!(
+            mask_url_str("sqlite://./x.db?mode=rwc"),
+            "sqlite://./x.db?mode=rwc"
+        );
+        assert_eq!(mask_url_str("redis://cache:6379"), "redis://cache:6379");
+        assert_eq!(mask_url_str("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[test]
+    fn https_public_url_means_secure_cookies() {
+        let c = Config {
+            public_url: Some("https://medai.example.org/".into()),
+            ..Config::default()
+        };
+        assert!(c.secure_cookies());
+        assert_eq!(c.effective_public_url(), "https://medai.example.org");
+    }
+}

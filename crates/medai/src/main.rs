@@ -1,0 +1,2 @@
+//! medai
+fn main() {}
