@@ -1,1 +1,110 @@
-//! placeholder
+//! medai storage: repositories over SQLite (embedded default) and PostgreSQL (production), the
+//! schema migrations of each, and the ephemeral store for sessions and login throttling
+//! (in process, or Redis so replicas share them).
+//!
+//! One set of queries serves both databases through sqlx's `Any` driver: the SQL is written in
+//! the common dialect (`$n` placeholders, integers for time, text ids), and the two backends
+//! differ only in their migrations. Every function that changes data takes a connection, so the
+//! caller runs it in the same transaction as the audit event that records it.
+//!
+//! This crate must never log PHI: errors name tables and constraints, never values.
+
+pub mod audit;
+pub mod break_glass;
+pub mod care_teams;
+pub mod enrolments;
+mod error;
+pub mod ephemeral;
+pub mod patients;
+mod schema;
+pub mod tokens;
+pub mod users;
+
+pub use error::StoreError;
+pub use medai_core::config::DatabaseKind;
+pub use schema::SchemaStatus;
+pub use sqlx::{AnyConnection, Transaction};
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::{Any, AnyPool, Executor as _};
+use std::time::Duration;
+
+/// A handle on the database; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    kind: DatabaseKind,
+}
+
+/// A transaction on the store.
+pub type Tx = Transaction<'static, Any>;
+
+impl Store {
+    /// Connects to `url` (`sqlite:` or `postgres://`). A SQLite file is created if missing and
+    /// put in WAL mode.
+    ///
+    /// SQLite gets a single connection: it serialises writers anyway, and one connection rules
+    /// out `SQLITE_BUSY` when a read transaction upgrades to a write. Scale-out is PostgreSQL's.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let kind = medai_core::config::database_kind(url).ok_or(StoreError::UnsupportedUrl)?;
+        let opts = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+        let pool = match kind {
+            DatabaseKind::Sqlite => {
+                opts.max_connections(1)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
+                                 PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(url)
+                    .await?
+            }
+            DatabaseKind::Postgres => opts.max_connections(16).connect(url).await?,
+        };
+        Ok(Self { pool, kind })
+    }
+
+    /// Which database this is.
+    pub fn kind(&self) -> DatabaseKind {
+        self.kind
+    }
+
+    /// The connection pool, for reads outside a transaction.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Starts a transaction.
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// Checks the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Connections in use and idle, for metrics.
+    pub fn pool_usage(&self) -> (u32, u32) {
+        let size = self.pool.size();
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
+        (size.saturating_sub(idle), idle)
+    }
+}
+
+/// A new random id (UUID v7: time-ordered, so indexes stay compact).
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
