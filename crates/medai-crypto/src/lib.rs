@@ -62,7 +62,9 @@ impl MasterKey {
     pub fn load_or_create(path: &Path) -> Result<(Self, bool), CryptoError> {
         match Self::load(path) {
             Ok(k) => Ok((k, false)),
-            Err(CryptoError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Err(CryptoError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
                 let key = Self::generate();
                 key.write_new(path)?;
                 Ok((key, true))
@@ -144,7 +146,13 @@ impl MasterKey {
         let (nonce, ct) = sealed[1..].split_at(NONCE_LEN);
         let cipher = Aes256Gcm::new(self.0.as_ref().into());
         cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: context })
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: context,
+                },
+            )
             .map(Zeroizing::new)
             .map_err(|_| CryptoError::Open)
     }
@@ -164,7 +172,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         let (k2, created) = MasterKey::load_or_create(&p).unwrap();
         assert!(!created);
@@ -180,7 +191,10 @@ mod tests {
         let p = dir.path().join("master.key");
         MasterKey::load_or_create(&p).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(MasterKey::load(&p), Err(CryptoError::Permissions(_))));
+        assert!(matches!(
+            MasterKey::load(&p),
+            Err(CryptoError::Permissions(_))
+        ));
     }
 
     #[test]
@@ -193,7 +207,10 @@ mod tests {
             use std::os::unix::fs::PermissionsExt as _;
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
-        assert!(matches!(MasterKey::load(&p), Err(CryptoError::Malformed(_))));
+        assert!(matches!(
+            MasterKey::load(&p),
+            Err(CryptoError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -87,7 +87,12 @@ pub async fn list(conn: &mut AnyConnection, f: &Filter) -> Result<Vec<StoredEven
                 "success" => Outcome::Success,
                 "failure" => Outcome::Failure,
                 "denied" => Outcome::Denied,
-                _ => return Err(StoreError::Corrupt(format!("audit event {} has an unknown outcome", r.seq))),
+                _ => {
+                    return Err(StoreError::Corrupt(format!(
+                        "audit event {} has an unknown outcome",
+                        r.seq
+                    )))
+                }
             };
             Ok(StoredEvent {
                 seq: r.seq,

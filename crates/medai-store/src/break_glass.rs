@@ -38,7 +38,12 @@ pub async fn insert(conn: &mut AnyConnection, g: &Grant) -> Result<(), StoreErro
 }
 
 /// The user's unexpired grant for the patient, the one lasting longest.
-pub async fn active(conn: &mut AnyConnection, user_id: &str, patient_id: &str, now: i64) -> Result<Option<Grant>, StoreError> {
+pub async fn active(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    patient_id: &str,
+    now: i64,
+) -> Result<Option<Grant>, StoreError> {
     Ok(sqlx::query_as(
         "SELECT id, user_id, patient_id, reason, granted_at, expires_at FROM break_glass_grants \
          WHERE user_id = $1 AND patient_id = $2 AND expires_at > $3 ORDER BY expires_at DESC LIMIT 1",
@@ -51,7 +56,11 @@ pub async fn active(conn: &mut AnyConnection, user_id: &str, patient_id: &str, n
 }
 
 /// Grants made at or after `since`, newest first.
-pub async fn list(conn: &mut AnyConnection, since: i64, limit: i64) -> Result<Vec<Grant>, StoreError> {
+pub async fn list(
+    conn: &mut AnyConnection,
+    since: i64,
+    limit: i64,
+) -> Result<Vec<Grant>, StoreError> {
     Ok(sqlx::query_as(
         "SELECT id, user_id, patient_id, reason, granted_at, expires_at FROM break_glass_grants \
          WHERE granted_at >= $1 ORDER BY granted_at DESC, id DESC LIMIT $2",

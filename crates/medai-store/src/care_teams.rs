@@ -14,7 +14,12 @@ pub struct CareTeam {
 }
 
 /// Creates a team.
-pub async fn insert(conn: &mut AnyConnection, id: &str, name: &str, now: i64) -> Result<(), StoreError> {
+pub async fn insert(
+    conn: &mut AnyConnection,
+    id: &str,
+    name: &str,
+    now: i64,
+) -> Result<(), StoreError> {
     sqlx::query("INSERT INTO care_teams (id, name, created_at) VALUES ($1, $2, $3)")
         .bind(id)
         .bind(name)
@@ -27,17 +32,24 @@ pub async fn insert(conn: &mut AnyConnection, id: &str, name: &str, now: i64) ->
 
 /// Every team, by name.
 pub async fn list(conn: &mut AnyConnection) -> Result<Vec<CareTeam>, StoreError> {
-    Ok(sqlx::query_as("SELECT id, name FROM care_teams ORDER BY name")
-        .fetch_all(conn)
-        .await?)
+    Ok(
+        sqlx::query_as("SELECT id, name FROM care_teams ORDER BY name")
+            .fetch_all(conn)
+            .await?,
+    )
 }
 
 /// The team with this id or name.
-pub async fn find(conn: &mut AnyConnection, id_or_name: &str) -> Result<Option<CareTeam>, StoreError> {
-    Ok(sqlx::query_as("SELECT id, name FROM care_teams WHERE id = $1 OR name = $1")
-        .bind(id_or_name)
-        .fetch_optional(conn)
-        .await?)
+pub async fn find(
+    conn: &mut AnyConnection,
+    id_or_name: &str,
+) -> Result<Option<CareTeam>, StoreError> {
+    Ok(
+        sqlx::query_as("SELECT id, name FROM care_teams WHERE id = $1 OR name = $1")
+            .bind(id_or_name)
+            .fetch_optional(conn)
+            .await?,
+    )
 }
 
 /// Ids of the team's members.
@@ -51,7 +63,11 @@ pub async fn members(conn: &mut AnyConnection, team_id: &str) -> Result<Vec<Stri
 }
 
 /// Adds a user to a team (no-op if already a member).
-pub async fn add_member(conn: &mut AnyConnection, team_id: &str, user_id: &str) -> Result<(), StoreError> {
+pub async fn add_member(
+    conn: &mut AnyConnection,
+    team_id: &str,
+    user_id: &str,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO care_team_members (team_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
     )
@@ -63,7 +79,11 @@ pub async fn add_member(conn: &mut AnyConnection, team_id: &str, user_id: &str) 
 }
 
 /// Removes a user from a team; false if they were not a member.
-pub async fn remove_member(conn: &mut AnyConnection, team_id: &str, user_id: &str) -> Result<bool, StoreError> {
+pub async fn remove_member(
+    conn: &mut AnyConnection,
+    team_id: &str,
+    user_id: &str,
+) -> Result<bool, StoreError> {
     let r = sqlx::query("DELETE FROM care_team_members WHERE team_id = $1 AND user_id = $2")
         .bind(team_id)
         .bind(user_id)

@@ -71,17 +71,21 @@ pub async fn create(
 ) -> Result<(), StoreError> {
     match user_id {
         Some(uid) => {
-            sqlx::query("UPDATE enrolments SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL")
-                .bind(now)
-                .bind(uid)
-                .execute(&mut *conn)
-                .await?;
+            sqlx::query(
+                "UPDATE enrolments SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL",
+            )
+            .bind(now)
+            .bind(uid)
+            .execute(&mut *conn)
+            .await?;
         }
         None => {
-            sqlx::query("UPDATE enrolments SET used_at = $1 WHERE purpose = 'setup' AND used_at IS NULL")
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
+            sqlx::query(
+                "UPDATE enrolments SET used_at = $1 WHERE purpose = 'setup' AND used_at IS NULL",
+            )
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
         }
     }
     sqlx::query(
@@ -100,7 +104,10 @@ pub async fn create(
 }
 
 /// The link with this token hash.
-pub async fn get(conn: &mut AnyConnection, token_hash: &str) -> Result<Option<Enrolment>, StoreError> {
+pub async fn get(
+    conn: &mut AnyConnection,
+    token_hash: &str,
+) -> Result<Option<Enrolment>, StoreError> {
     let row: Option<Row> = sqlx::query_as(
         "SELECT token_hash, purpose, user_id, role, expires_at, used_at, pending_username, \
          pending_password_hash, pending_totp_secret FROM enrolments WHERE token_hash = $1",
@@ -159,7 +166,12 @@ pub async fn set_pending(
 }
 
 /// Marks the link used; false if it was used already (two racing completions: one wins).
-pub async fn mark_used(conn: &mut AnyConnection, token_hash: &str, user_id: &str, now: i64) -> Result<bool, StoreError> {
+pub async fn mark_used(
+    conn: &mut AnyConnection,
+    token_hash: &str,
+    user_id: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
     let r = sqlx::query(
         "UPDATE enrolments SET used_at = $1, user_id = $2, pending_password_hash = NULL, \
          pending_totp_secret = NULL WHERE token_hash = $3 AND used_at IS NULL",

@@ -73,7 +73,9 @@ impl MemoryStore {
 
     fn get(&self, key: &str, now: i64) -> Result<Option<String>, StoreError> {
         let m = self.entries.lock().map_err(|_| lock_err())?;
-        Ok(m.get(key).filter(|(_, exp)| *exp > now).map(|(v, _)| v.clone()))
+        Ok(m.get(key)
+            .filter(|(_, exp)| *exp > now)
+            .map(|(v, _)| v.clone()))
     }
 
     fn delete(&self, key: &str) -> Result<(), StoreError> {
@@ -134,7 +136,13 @@ impl Ephemeral {
     }
 
     /// Stores a session for `ttl_secs` (refreshed on every write).
-    pub async fn put_session(&self, id_hash: &str, s: &SessionRecord, ttl_secs: u64, now: i64) -> Result<(), StoreError> {
+    pub async fn put_session(
+        &self,
+        id_hash: &str,
+        s: &SessionRecord,
+        ttl_secs: u64,
+        now: i64,
+    ) -> Result<(), StoreError> {
         let key = self.session_key(id_hash);
         let value = serde_json::to_string(s).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         match self {
@@ -148,7 +156,11 @@ impl Ephemeral {
     }
 
     /// The session with this id hash, if it exists and has not expired in the store.
-    pub async fn get_session(&self, id_hash: &str, now: i64) -> Result<Option<SessionRecord>, StoreError> {
+    pub async fn get_session(
+        &self,
+        id_hash: &str,
+        now: i64,
+    ) -> Result<Option<SessionRecord>, StoreError> {
         let key = self.session_key(id_hash);
         let raw: Option<String> = match self {
             Ephemeral::Memory(m) => m.get(&key, now)?,
@@ -178,7 +190,12 @@ impl Ephemeral {
     }
 
     /// Counts one more failure for `key` at `now`, keeping the counter `retention_secs`.
-    pub async fn record_failure(&self, key: &str, now: i64, retention_secs: u64) -> Result<FailureRecord, StoreError> {
+    pub async fn record_failure(
+        &self,
+        key: &str,
+        now: i64,
+        retention_secs: u64,
+    ) -> Result<FailureRecord, StoreError> {
         let k = self.throttle_key(key);
         match self {
             Ephemeral::Memory(m) => {
@@ -191,7 +208,8 @@ impl Ephemeral {
                     count: prev.map_or(0, |p| p.count).saturating_add(1),
                     last_failure: now,
                 };
-                let v = serde_json::to_string(&rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let v =
+                    serde_json::to_string(&rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 map.insert(k, (v, now.saturating_add(retention_secs as i64)));
                 Ok(rec)
             }
@@ -218,9 +236,7 @@ impl Ephemeral {
     pub async fn failures(&self, key: &str, now: i64) -> Result<Option<FailureRecord>, StoreError> {
         let k = self.throttle_key(key);
         match self {
-            Ephemeral::Memory(m) => Ok(m
-                .get(&k, now)?
-                .and_then(|v| serde_json::from_str(&v).ok())),
+            Ephemeral::Memory(m) => Ok(m.get(&k, now)?.and_then(|v| serde_json::from_str(&v).ok())),
             Ephemeral::Redis(r) => {
                 let mut c = r.conn.clone();
                 let (count, last): (Option<u32>, Option<i64>) =

@@ -13,10 +13,11 @@ pub mod audit;
 pub mod break_glass;
 pub mod care_teams;
 pub mod enrolments;
-mod error;
 pub mod ephemeral;
+mod error;
 pub mod patients;
 mod schema;
+pub mod testkit;
 pub mod tokens;
 pub mod users;
 

@@ -66,10 +66,16 @@ impl Row {
     }
 }
 
-const COLUMNS: &str = "id, mrn, given_name, family_name, date_of_birth, sex, created_at, updated_at";
+const COLUMNS: &str =
+    "id, mrn, given_name, family_name, date_of_birth, sex, created_at, updated_at";
 
 /// Registers a patient.
-pub async fn insert(conn: &mut AnyConnection, id: &str, d: &Demographics, now: i64) -> Result<(), StoreError> {
+pub async fn insert(
+    conn: &mut AnyConnection,
+    id: &str,
+    d: &Demographics,
+    now: i64,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO patients (id, mrn, given_name, family_name, date_of_birth, sex, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
@@ -88,7 +94,12 @@ pub async fn insert(conn: &mut AnyConnection, id: &str, d: &Demographics, now: i
 }
 
 /// Replaces a patient's demographics.
-pub async fn update(conn: &mut AnyConnection, id: &str, d: &Demographics, now: i64) -> Result<(), StoreError> {
+pub async fn update(
+    conn: &mut AnyConnection,
+    id: &str,
+    d: &Demographics,
+    now: i64,
+) -> Result<(), StoreError> {
     let r = sqlx::query(
         "UPDATE patients SET mrn = $1, given_name = $2, family_name = $3, date_of_birth = $4, \
          sex = $5, updated_at = $6 WHERE id = $7",
@@ -135,17 +146,25 @@ pub async fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<Patient>, 
 }
 
 /// Ids of the teams a patient is assigned to.
-pub async fn care_team_ids(conn: &mut AnyConnection, patient_id: &str) -> Result<Vec<String>, StoreError> {
-    let rows: Vec<(String,)> =
-        sqlx::query_as("SELECT team_id FROM patient_care_teams WHERE patient_id = $1 ORDER BY team_id")
-            .bind(patient_id)
-            .fetch_all(conn)
-            .await?;
+pub async fn care_team_ids(
+    conn: &mut AnyConnection,
+    patient_id: &str,
+) -> Result<Vec<String>, StoreError> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT team_id FROM patient_care_teams WHERE patient_id = $1 ORDER BY team_id",
+    )
+    .bind(patient_id)
+    .fetch_all(conn)
+    .await?;
     Ok(rows.into_iter().map(|(t,)| t).collect())
 }
 
 /// Replaces the patient's care teams.
-pub async fn set_care_teams(conn: &mut AnyConnection, patient_id: &str, team_ids: &[String]) -> Result<(), StoreError> {
+pub async fn set_care_teams(
+    conn: &mut AnyConnection,
+    patient_id: &str,
+    team_ids: &[String],
+) -> Result<(), StoreError> {
     sqlx::query("DELETE FROM patient_care_teams WHERE patient_id = $1")
         .bind(patient_id)
         .execute(&mut *conn)
@@ -161,7 +180,11 @@ pub async fn set_care_teams(conn: &mut AnyConnection, patient_id: &str, team_ids
 }
 
 /// Whether the patient is on one of the user's care teams.
-pub async fn on_users_care_team(conn: &mut AnyConnection, user_id: &str, patient_id: &str) -> Result<bool, StoreError> {
+pub async fn on_users_care_team(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    patient_id: &str,
+) -> Result<bool, StoreError> {
     let (n,): (i64,) = sqlx::query_as(
         "SELECT COUNT(*) FROM patient_care_teams p JOIN care_team_members m ON m.team_id = p.team_id \
          WHERE p.patient_id = $1 AND m.user_id = $2",
@@ -232,7 +255,11 @@ pub async fn search(conn: &mut AnyConnection, s: &Search) -> Result<Vec<Patient>
             next()
         );
     }
-    sql += &format!(" ORDER BY family_name, given_name, id LIMIT {} OFFSET {}", next(), next());
+    sql += &format!(
+        " ORDER BY family_name, given_name, id LIMIT {} OFFSET {}",
+        next(),
+        next()
+    );
     let mut q = sqlx::query_as::<_, Row>(&sql);
     if let Some(m) = &s.mrn {
         q = q.bind(m.clone());

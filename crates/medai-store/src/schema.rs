@@ -74,21 +74,24 @@ impl Store {
                 "SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = '_sqlx_migrations'"
             }
         };
-        let n: i64 = sqlx::query(exists_sql).fetch_one(self.pool()).await?.try_get("n")?;
+        let n: i64 = sqlx::query(exists_sql)
+            .fetch_one(self.pool())
+            .await?
+            .try_get("n")?;
         if n == 0 {
             return Ok(SchemaStatus::Fresh);
         }
-        let rows = sqlx::query("SELECT version, checksum, success FROM _sqlx_migrations ORDER BY version")
-            .fetch_all(self.pool())
-            .await?;
+        let rows = sqlx::query(
+            "SELECT version, checksum, CAST(CASE WHEN success THEN 1 ELSE 0 END AS BIGINT) AS ok \
+             FROM _sqlx_migrations ORDER BY version",
+        )
+        .fetch_all(self.pool())
+        .await?;
         let mut applied = BTreeMap::new();
         for r in rows {
             let version: i64 = r.try_get("version")?;
             let checksum: Vec<u8> = r.try_get("checksum")?;
-            let success: bool = match r.try_get::<bool, _>("success") {
-                Ok(b) => b,
-                Err(_) => r.try_get::<i64, _>("success")? != 0,
-            };
+            let success = r.try_get::<i64, _>("ok")? != 0;
             applied.insert(version, (checksum, success));
         }
         if applied.is_empty() {
@@ -99,7 +102,11 @@ impl Store {
             .iter()
             .map(|m| (m.version, m.checksum.as_ref()))
             .collect();
-        let unknown: Vec<i64> = applied.keys().filter(|v| !known.contains_key(v)).copied().collect();
+        let unknown: Vec<i64> = applied
+            .keys()
+            .filter(|v| !known.contains_key(v))
+            .copied()
+            .collect();
         if !unknown.is_empty() {
             return Ok(SchemaStatus::Ahead { unknown });
         }
@@ -115,7 +122,11 @@ impl Store {
                 });
             }
         }
-        let pending: Vec<i64> = known.keys().filter(|v| !applied.contains_key(v)).copied().collect();
+        let pending: Vec<i64> = known
+            .keys()
+            .filter(|v| !applied.contains_key(v))
+            .copied()
+            .collect();
         if pending.is_empty() {
             Ok(SchemaStatus::Current)
         } else {

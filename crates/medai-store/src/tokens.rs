@@ -22,7 +22,11 @@ pub struct ApiToken {
 }
 
 /// Stores a token.
-pub async fn insert(conn: &mut AnyConnection, t: &ApiToken, token_hash: &str) -> Result<(), StoreError> {
+pub async fn insert(
+    conn: &mut AnyConnection,
+    t: &ApiToken,
+    token_hash: &str,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO api_tokens (id, user_id, name, token_hash, created_at, expires_at) \
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -39,7 +43,10 @@ pub async fn insert(conn: &mut AnyConnection, t: &ApiToken, token_hash: &str) ->
 }
 
 /// The token with this hash, whatever its state.
-pub async fn by_hash(conn: &mut AnyConnection, token_hash: &str) -> Result<Option<ApiToken>, StoreError> {
+pub async fn by_hash(
+    conn: &mut AnyConnection,
+    token_hash: &str,
+) -> Result<Option<ApiToken>, StoreError> {
     Ok(sqlx::query_as(
         "SELECT id, user_id, name, created_at, expires_at, revoked_at FROM api_tokens WHERE token_hash = $1",
     )
@@ -58,7 +65,11 @@ pub async fn list(conn: &mut AnyConnection) -> Result<Vec<ApiToken>, StoreError>
 }
 
 /// Revokes a token; returns its owner, or `None` if no unrevoked token has this id.
-pub async fn revoke(conn: &mut AnyConnection, id: &str, now: i64) -> Result<Option<String>, StoreError> {
+pub async fn revoke(
+    conn: &mut AnyConnection,
+    id: &str,
+    now: i64,
+) -> Result<Option<String>, StoreError> {
     let owner: Option<(String,)> =
         sqlx::query_as("SELECT user_id FROM api_tokens WHERE id = $1 AND revoked_at IS NULL")
             .bind(id)

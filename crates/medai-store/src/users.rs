@@ -102,15 +102,19 @@ pub async fn insert(
 
 /// The user with this id.
 pub async fn by_id(conn: &mut AnyConnection, id: &str) -> Result<Option<User>, StoreError> {
-    let row: Option<UserRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM users WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await?;
+    let row: Option<UserRow> =
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM users WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(conn)
+            .await?;
     row.map(User::try_from).transpose()
 }
 
 /// The user with this username.
-pub async fn by_username(conn: &mut AnyConnection, username: &str) -> Result<Option<User>, StoreError> {
+pub async fn by_username(
+    conn: &mut AnyConnection,
+    username: &str,
+) -> Result<Option<User>, StoreError> {
     let row: Option<UserRow> =
         sqlx::query_as(&format!("SELECT {COLUMNS} FROM users WHERE username = $1"))
             .bind(username)
@@ -121,14 +125,18 @@ pub async fn by_username(conn: &mut AnyConnection, username: &str) -> Result<Opt
 
 /// Every user, by username.
 pub async fn list(conn: &mut AnyConnection) -> Result<Vec<User>, StoreError> {
-    let rows: Vec<UserRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM users ORDER BY username"))
-        .fetch_all(conn)
-        .await?;
+    let rows: Vec<UserRow> =
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM users ORDER BY username"))
+            .fetch_all(conn)
+            .await?;
     rows.into_iter().map(User::try_from).collect()
 }
 
 /// Number of enabled users with a role.
-pub async fn count_enabled_with_role(conn: &mut AnyConnection, role: Role) -> Result<i64, StoreError> {
+pub async fn count_enabled_with_role(
+    conn: &mut AnyConnection,
+    role: Role,
+) -> Result<i64, StoreError> {
     let (n,): (i64,) =
         sqlx::query_as("SELECT COUNT(*) FROM users WHERE role = $1 AND disabled_at IS NULL")
             .bind(role.as_str())
@@ -168,7 +176,12 @@ pub async fn set_credentials(
 }
 
 /// Changes the password and revokes every session.
-pub async fn set_password(conn: &mut AnyConnection, id: &str, password_hash: &str, now: i64) -> Result<(), StoreError> {
+pub async fn set_password(
+    conn: &mut AnyConnection,
+    id: &str,
+    password_hash: &str,
+    now: i64,
+) -> Result<(), StoreError> {
     let r = sqlx::query(
         "UPDATE users SET password_hash = $1, session_generation = session_generation + 1, \
          updated_at = $2 WHERE id = $3",
@@ -183,7 +196,11 @@ pub async fn set_password(conn: &mut AnyConnection, id: &str, password_hash: &st
 
 /// Records that TOTP step `step` was used; false if that step (or a later one) was already used,
 /// which makes replay impossible even with concurrent logins.
-pub async fn consume_totp_step(conn: &mut AnyConnection, id: &str, step: i64) -> Result<bool, StoreError> {
+pub async fn consume_totp_step(
+    conn: &mut AnyConnection,
+    id: &str,
+    step: i64,
+) -> Result<bool, StoreError> {
     let r = sqlx::query(
         "UPDATE users SET totp_last_step = $1 WHERE id = $2 \
          AND (totp_last_step IS NULL OR totp_last_step < $1)",
@@ -228,7 +245,11 @@ pub async fn reset_mfa(conn: &mut AnyConnection, id: &str, now: i64) -> Result<(
 }
 
 /// Revokes every session of the user (logout everywhere).
-pub async fn revoke_sessions(conn: &mut AnyConnection, id: &str, now: i64) -> Result<(), StoreError> {
+pub async fn revoke_sessions(
+    conn: &mut AnyConnection,
+    id: &str,
+    now: i64,
+) -> Result<(), StoreError> {
     let r = sqlx::query(
         "UPDATE users SET session_generation = session_generation + 1, updated_at = $1 WHERE id = $2",
     )
@@ -279,10 +300,11 @@ pub async fn use_recovery_code(
 
 /// Unused recovery codes left.
 pub async fn recovery_codes_left(conn: &mut AnyConnection, id: &str) -> Result<i64, StoreError> {
-    let (n,): (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL")
-            .bind(id)
-            .fetch_one(conn)
-            .await?;
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL",
+    )
+    .bind(id)
+    .fetch_one(conn)
+    .await?;
     Ok(n)
 }

@@ -1,0 +1,109 @@
+//! Helpers for tests that run against both backends: a fresh SQLite file, a fresh PostgreSQL
+//! database per test (when `MEDAI_TEST_POSTGRES_URL` is set), and a fresh Redis key prefix
+//! (when `MEDAI_TEST_REDIS_URL` is set). Nothing here is reachable from configuration.
+
+use crate::{DatabaseKind, Store, StoreError};
+use sqlx::{Connection as _, Executor as _};
+
+/// A database created for one test; the SQLite directory is removed on drop.
+pub struct TestDatabase {
+    /// URL of the database.
+    pub url: String,
+    /// Which backend.
+    pub kind: DatabaseKind,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// The backends to test against: SQLite always, PostgreSQL when `MEDAI_TEST_POSTGRES_URL` is set.
+pub fn backends() -> Vec<DatabaseKind> {
+    let mut v = vec![DatabaseKind::Sqlite];
+    if std::env::var("MEDAI_TEST_POSTGRES_URL").is_ok_and(|u| !u.is_empty()) {
+        v.push(DatabaseKind::Postgres);
+    }
+    v
+}
+
+/// Creates an empty database of `kind`.
+pub async fn fresh_database(kind: DatabaseKind) -> Result<TestDatabase, StoreError> {
+    match kind {
+        DatabaseKind::Sqlite => {
+            let dir = tempfile::tempdir().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
+            Ok(TestDatabase {
+                url,
+                kind,
+                _dir: Some(dir),
+            })
+        }
+        DatabaseKind::Postgres => {
+            let admin = std::env::var("MEDAI_TEST_POSTGRES_URL")
+                .map_err(|_| StoreError::Schema("MEDAI_TEST_POSTGRES_URL is not set".into()))?;
+            let name = format!("medai_test_{}", uuid::Uuid::new_v4().simple());
+            let mut conn = sqlx::PgConnection::connect(&admin).await?;
+            conn.execute(format!("CREATE DATABASE {name}").as_str())
+                .await?;
+            conn.close().await?;
+            let url = replace_database(&admin, &name);
+            Ok(TestDatabase {
+                url,
+                kind,
+                _dir: None,
+            })
+        }
+    }
+}
+
+/// A migrated store on a fresh database of `kind`.
+pub async fn migrated_store(kind: DatabaseKind) -> Result<(Store, TestDatabase), StoreError> {
+    let db = fresh_database(kind).await?;
+    let store = Store::connect(&db.url).await?;
+    store.migrate().await?;
+    Ok((store, db))
+}
+
+fn replace_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let after_scheme = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[after_scheme..].find('/') {
+        Some(i) => &base[..after_scheme + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+/// A Redis URL for tests, if `MEDAI_TEST_REDIS_URL` is set.
+pub fn redis_url() -> Option<String> {
+    std::env::var("MEDAI_TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// A key prefix unique to one test.
+pub fn unique_prefix() -> String {
+    format!("medai-test:{}:", uuid::Uuid::new_v4().simple())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_name_is_replaced() {
+        assert_eq!(
+            super::replace_database("postgres://u@h:5432/test", "x"),
+            "postgres://u@h:5432/x"
+        );
+        assert_eq!(
+            super::replace_database("postgres://u@h", "x"),
+            "postgres://u@h/x"
+        );
+        assert_eq!(
+            super::replace_database("postgres://h/db?sslmode=disable", "x"),
+            "postgres://h/x?sslmode=disable"
+        );
+    }
+}
