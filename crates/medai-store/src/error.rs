@@ -30,6 +30,21 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the database or Redis could not be reached (as opposed to refusing the operation).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Database(e) => matches!(
+                e,
+                sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
+            ),
+            StoreError::Redis(_) => true,
+            _ => false,
+        }
+    }
+
     /// Maps a unique violation to [`StoreError::Conflict`] naming `field`.
     pub(crate) fn unique(e: sqlx::Error, field: &'static str) -> Self {
         match &e {
