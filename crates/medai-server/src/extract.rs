@@ -263,7 +263,12 @@ impl FromRequestParts<AppState> for Principal {
         let user = user.ok_or_else(unauthenticated)?;
         record.last_seen = now;
         st.ephemeral
-            .put_session(&id_hash, &record, auth.session_idle_timeout.as_secs(), now)
+            .put_session(
+                &id_hash,
+                &record,
+                crate::session::store_ttl(st, &record, now),
+                now,
+            )
             .await?;
         Ok(Principal {
             user,

@@ -55,15 +55,27 @@ pub async fn create_session(
         last_seen: now,
         mfa_pending,
     };
-    let ttl = if mfa_pending {
-        st.config.auth.mfa_step_timeout
-    } else {
-        st.config.auth.session_idle_timeout
-    };
     st.ephemeral
-        .put_session(&sha256_hex(token.as_bytes()), &record, ttl.as_secs(), now)
+        .put_session(
+            &sha256_hex(token.as_bytes()),
+            &record,
+            store_ttl(st, &record, now),
+            now,
+        )
         .await?;
     Ok(token)
+}
+
+/// How long the store keeps a session record. A full session is kept until its absolute end,
+/// not just its idle deadline, so a user returning after the idle timeout is told their session
+/// ended and the automatic logoff is audited; the idle rule itself is enforced on each request.
+pub fn store_ttl(st: &AppState, record: &SessionRecord, now: i64) -> u64 {
+    let auth = &st.config.auth;
+    if record.mfa_pending {
+        return auth.mfa_step_timeout.as_secs();
+    }
+    let end = record.created_at + auth.session_max_lifetime.as_secs() as i64;
+    u64::try_from(end - now).unwrap_or(1).max(1)
 }
 
 /// The throttle keys of a login attempt: the account (by normalised username, known or not, so
