@@ -52,7 +52,10 @@ fn load_from(flags: &GlobalArgs, env: Env) -> anyhow::Result<Config> {
     }
     let env = env
         .split("__")
-        .filter(|k| !k.as_str().starts_with("test_") && !NOT_CONFIG.contains(&k.as_str()));
+        .filter(|k| {
+            let k = k.as_str().to_ascii_lowercase();
+            !k.starts_with("test_") && !NOT_CONFIG.contains(&k.as_str())
+        });
     fig = fig.merge(env);
     let overrides = Overrides {
         data_dir: flags.data_dir.clone(),
