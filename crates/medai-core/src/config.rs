@@ -444,11 +444,15 @@ mod tests {
         let mut c = Config::default();
         c.auth.session_idle_timeout = Duration::from_secs(5);
         assert_eq!(c.validate().unwrap_err().key, "auth.session_idle_timeout");
-        let mut c = Config::default();
-        c.database_url = Some(SecretString::from("mysql://x"));
+        let c = Config {
+            database_url: Some(SecretString::from("mysql://x")),
+            ..Config::default()
+        };
         assert_eq!(c.validate().unwrap_err().key, "database_url");
-        let mut c = Config::default();
-        c.metrics_listen = c.listen;
+        let c = Config {
+            metrics_listen: Config::default().listen,
+            ..Config::default()
+        };
         assert_eq!(c.validate().unwrap_err().key, "metrics_listen");
         let mut c = Config::default();
         c.auth.argon2.memory_kib = 1024;

@@ -89,6 +89,22 @@ pub fn unique_prefix() -> String {
     format!("medai-test:{}:", uuid::Uuid::new_v4().simple())
 }
 
+/// Records a migration this binary does not know (as a newer release would).
+pub async fn insert_fake_migration(
+    conn: &mut crate::AnyConnection,
+    version: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES ($1, 'from a newer release', TRUE, $2, 0)",
+    )
+    .bind(version)
+    .bind(vec![0u8; 48])
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -106,20 +122,4 @@ mod tests {
             "postgres://h/x?sslmode=disable"
         );
     }
-}
-
-/// Records a migration this binary does not know (as a newer release would).
-pub async fn insert_fake_migration(
-    conn: &mut crate::AnyConnection,
-    version: i64,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
-         VALUES ($1, 'from a newer release', TRUE, $2, 0)",
-    )
-    .bind(version)
-    .bind(vec![0u8; 48])
-    .execute(conn)
-    .await?;
-    Ok(())
 }

@@ -1,5 +1,6 @@
 //! Storage tests, each run on SQLite and (when `MEDAI_TEST_POSTGRES_URL` is set) PostgreSQL,
 //! every test in its own database.
+#![allow(clippy::unwrap_used, reason = "integration test")]
 
 use medai_core::audit::{AuditEvent, Outcome};
 use medai_core::patient::{Demographics, Sex};
@@ -263,7 +264,7 @@ async fn patients_search_and_care_team_scope() {
             patients::insert(&mut c, &new_id(), &demo("MRN-1", "X", "Y"), 10).await,
             Err(StoreError::Conflict("mrn"))
         ));
-        patients::set_care_teams(&mut c, &p1, &[cardio.clone()])
+        patients::set_care_teams(&mut c, &p1, std::slice::from_ref(&cardio))
             .await
             .unwrap();
         patients::set_care_teams(&mut c, &p2, &[cardio.clone(), onco.clone()])

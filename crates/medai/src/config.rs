@@ -50,12 +50,10 @@ fn load_from(flags: &GlobalArgs, env: Env) -> anyhow::Result<Config> {
             }
         }
     }
-    let env = env
-        .split("__")
-        .filter(|k| {
-            let k = k.as_str().to_ascii_lowercase();
-            !k.starts_with("test_") && !NOT_CONFIG.contains(&k.as_str())
-        });
+    let env = env.split("__").filter(|k| {
+        let k = k.as_str().to_ascii_lowercase();
+        !k.starts_with("test_") && !NOT_CONFIG.contains(&k.as_str())
+    });
     fig = fig.merge(env);
     let overrides = Overrides {
         data_dir: flags.data_dir.clone(),
@@ -97,6 +95,10 @@ mod tests {
     }
 
     #[test]
+    #[allow(
+        clippy::result_large_err,
+        reason = "figment::Jail's closure type is fixed by figment"
+    )]
     fn file_then_env_then_flags() {
         let f = file("listen = \"127.0.0.1:9000\"\ndata_dir = \"/tmp/a\"\n[auth]\nsession_idle_timeout = \"10m\"\n");
         let mut flags = flags_with(f.path());

@@ -55,10 +55,11 @@ pub struct TestApp {
 }
 
 pub fn test_config() -> Config {
-    let mut c = Config::default();
-    c.listen = "127.0.0.1:0".parse().unwrap();
-    c.metrics_listen = "127.0.0.1:0".parse().unwrap();
-    c
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: "127.0.0.1:0".parse().unwrap(),
+        ..Config::default()
+    }
 }
 
 impl TestApp {

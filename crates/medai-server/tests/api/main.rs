@@ -1,5 +1,11 @@
 //! API integration tests: one test binary (link time), modules by concern. Each test runs on
 //! every available (database, session store) combination.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration-test helpers fail loudly; clippy exempts only #[test] bodies"
+)]
 
 mod authz_matrix;
 mod bad_input;
