@@ -17,6 +17,7 @@ mod middleware;
 pub mod serve;
 pub mod session;
 pub mod state;
+pub mod web;
 
 pub use error::ApiError;
 pub use state::{AppState, Shared};

@@ -85,7 +85,12 @@ pub async fn start(
     State(st): State<AppState>,
     ApiJson(req): ApiJson<EnrolStart>,
 ) -> Result<axum::Json<EnrolChallenge>, ApiError> {
-    let link = live_link(&st, &req.token).await?;
+    begin(&st, req).await.map(axum::Json)
+}
+
+/// Step one, shared by the JSON API and the setup page.
+pub async fn begin(st: &AppState, req: EnrolStart) -> Result<EnrolChallenge, ApiError> {
+    let link = live_link(st, &req.token).await?;
     let mut conn = st.store.pool().acquire().await.map_err(StoreError::from)?;
     let username = match (&link.purpose, &link.user_id) {
         (Purpose::Setup, _) => {
@@ -123,11 +128,48 @@ pub async fn start(
     );
     let mut conn = st.store.pool().acquire().await.map_err(StoreError::from)?;
     enrolments::set_pending(&mut conn, &link.token_hash, &username, &hash, &sealed).await?;
-    Ok(axum::Json(EnrolChallenge {
+    Ok(EnrolChallenge {
         totp_secret: secret.base32(),
         otpauth_uri: secret.otpauth_uri("medai", &username),
         username,
-    }))
+    })
+}
+
+/// Whether the link is live, and for whom: `(is_first_admin_setup, username if known)`.
+pub async fn inspect(st: &AppState, token: &str) -> Result<(bool, Option<String>), ApiError> {
+    let link = live_link(st, token).await?;
+    let username = match &link.user_id {
+        Some(uid) => {
+            let mut conn = st.store.pool().acquire().await.map_err(StoreError::from)?;
+            users::by_id(&mut conn, uid).await?.map(|u| u.username)
+        }
+        None => None,
+    };
+    Ok((link.purpose == Purpose::Setup, username))
+}
+
+/// The challenge of a link whose first step is done (to show the QR code again).
+pub async fn pending_challenge(st: &AppState, token: &str) -> Result<EnrolChallenge, ApiError> {
+    let link = live_link(st, token).await?;
+    let (Some(username), Some(sealed)) = (
+        link.pending_username.clone(),
+        link.pending_totp_secret.clone(),
+    ) else {
+        return Err(ApiError::bad_request(
+            "enrolment_not_started",
+            "set a password first (step one)",
+        ));
+    };
+    let seed = st
+        .key
+        .open(&sealed, format!("enrol:{}", link.token_hash).as_bytes())
+        .map_err(|e| ApiError::Internal(format!("cannot open pending TOTP seed: {e}")))?;
+    let secret = TotpSecret::from_bytes(seed.to_vec());
+    Ok(EnrolChallenge {
+        totp_secret: secret.base32(),
+        otpauth_uri: secret.otpauth_uri("medai", &username),
+        username,
+    })
 }
 
 /// Step two: prove the authenticator with a current code; the account becomes usable and the
@@ -139,7 +181,16 @@ pub async fn finish(
     client: ClientInfo,
     ApiJson(req): ApiJson<EnrolFinish>,
 ) -> Result<axum::Json<EnrolDone>, ApiError> {
-    let link = live_link(&st, &req.token).await?;
+    complete(&st, &client, req).await.map(axum::Json)
+}
+
+/// Step two, shared by the JSON API and the setup page.
+pub async fn complete(
+    st: &AppState,
+    client: &ClientInfo,
+    req: EnrolFinish,
+) -> Result<EnrolDone, ApiError> {
+    let link = live_link(st, &req.token).await?;
     let (Some(username), Some(hash), Some(sealed)) = (
         link.pending_username.clone(),
         link.pending_password_hash.clone(),
@@ -162,7 +213,7 @@ pub async fn finish(
             let e = client
                 .stamp(AuditEvent::new(now, "user.enrol", Outcome::Failure))
                 .detail(&serde_json::json!({ "reason": "invalid_code" }));
-            crate::session::append_now(&st, &e).await?;
+            crate::session::append_now(st, &e).await?;
             return Err(ApiError::unauthorized(
                 "invalid_code",
                 "the code is not valid; check the device clock",
@@ -202,9 +253,9 @@ pub async fn finish(
         .detail(&serde_json::json!({ "purpose": if link.purpose == Purpose::Setup { "setup" } else { "enrol" } }));
     audit::append(&mut tx, &e).await?;
     tx.commit().await.map_err(StoreError::from)?;
-    Ok(axum::Json(EnrolDone {
+    Ok(EnrolDone {
         user_id,
         username,
         recovery_codes: codes,
-    }))
+    })
 }

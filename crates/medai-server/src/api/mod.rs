@@ -106,6 +106,7 @@ pub fn app(state: AppState) -> Router {
     };
     let x_request_id = HeaderName::from_static("x-request-id");
     router
+        .merge(crate::web::routes())
         .route(
             "/api/v1/openapi.json",
             get(move || {
