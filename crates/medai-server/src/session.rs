@@ -182,3 +182,17 @@ pub fn rfc3339(ts: i64) -> String {
         })
         .unwrap_or_default()
 }
+
+/// Appends an audit event inside the caller's transaction, counting a failure in the
+/// `medai_audit_append_failures_total` metric; the error fails the request (and so rolls back
+/// the change the event describes).
+pub async fn append_in(
+    st: &AppState,
+    conn: &mut medai_store::AnyConnection,
+    e: &AuditEvent,
+) -> Result<(), ApiError> {
+    audit::append(conn, e).await.map(|_| ()).map_err(|err| {
+        st.metrics.audit_append_failures.inc();
+        ApiError::Internal(format!("audit append failed: {err}"))
+    })
+}

@@ -105,6 +105,12 @@ pub async fn insert_fake_migration(
     Ok(())
 }
 
+/// Runs one statement (tests that break the schema on purpose, e.g. to fail audit writes).
+pub async fn execute(conn: &mut crate::AnyConnection, sql: &str) -> Result<(), StoreError> {
+    sqlx::query(sql).execute(conn).await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

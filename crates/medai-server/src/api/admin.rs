@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use medai_core::audit::Outcome;
 use medai_core::{Action, Role};
-use medai_store::{audit, care_teams, new_id, tokens, users, StoreError};
+use medai_store::{care_teams, new_id, tokens, users, StoreError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -224,7 +224,8 @@ pub async fn create_care_team(
             }
             other => other.into(),
         })?;
-    audit::append(
+    crate::session::append_in(
+        &st,
         &mut tx,
         &p.event(now, "care_team.create", Outcome::Success)
             .detail(&serde_json::json!({ "care_team_id": id })),
@@ -277,7 +278,8 @@ async fn change_membership(
     } else {
         "care_team.remove_member"
     };
-    audit::append(
+    crate::session::append_in(
+        st,
         &mut tx,
         &p.event(now, action, Outcome::Success)
             .target_user(user_id)

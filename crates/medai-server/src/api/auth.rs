@@ -19,7 +19,7 @@ use medai_core::identity::{
 };
 use medai_core::Role;
 use medai_store::users::User;
-use medai_store::{audit, care_teams, users, StoreError};
+use medai_store::{care_teams, users, StoreError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -244,7 +244,8 @@ async fn second_factor(
             ApiError::unauthorized("invalid_code", "the code is not valid")
         });
     }
-    audit::append(
+    crate::session::append_in(
+        &st,
         &mut tx,
         &base.detail(&serde_json::json!({ "method": method })),
     )
@@ -253,7 +254,7 @@ async fn second_factor(
         AuditEvent::new(now, "auth.login", Outcome::Success).actor(&user.id, user.role.as_str()),
     );
     login = login.detail(&serde_json::json!({ "method": method }));
-    audit::append(&mut tx, &login).await?;
+    crate::session::append_in(&st, &mut tx, &login).await?;
     tx.commit().await.map_err(StoreError::from)?;
     st.ephemeral.delete_session(&pending_hash).await?;
     st.ephemeral.clear_failures(&keys.0).await?;
@@ -397,7 +398,8 @@ pub async fn change_password(
     let now = st.now();
     let mut tx = st.store.begin().await?;
     users::set_password(&mut tx, &p.user.id, &hash, now).await?;
-    audit::append(
+    crate::session::append_in(
+        &st,
         &mut tx,
         &p.event(now, "user.password_change", Outcome::Success)
             .target_user(&p.user.id),

@@ -59,7 +59,8 @@ pub async fn list_grants(
     let now = st.now();
     let mut tx = st.store.begin().await?;
     let grants = break_glass::list(&mut tx, now - days * 86_400, limit).await?;
-    audit::append(
+    crate::session::append_in(
+        &st,
         &mut tx,
         &p.event(now, "break_glass.review", Outcome::Success)
             .detail(&serde_json::json!({ "results": grants.len() })),
@@ -149,7 +150,8 @@ pub async fn list_audit(
     };
     let mut tx = st.store.begin().await?;
     let events = audit::list(&mut tx, &f).await?;
-    audit::append(
+    crate::session::append_in(
+        &st,
         &mut tx,
         &p.event(st.now(), "audit.read", Outcome::Success)
             .detail(&serde_json::json!({ "results": events.len() })),

@@ -12,7 +12,7 @@ use medai_core::identity::{
     TotpSecret,
 };
 use medai_store::enrolments::{self, Enrolment, Purpose};
-use medai_store::{audit, new_id, users, StoreError};
+use medai_store::{new_id, users, StoreError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -251,7 +251,7 @@ pub async fn complete(
         .stamp(AuditEvent::new(now, "user.enrol", Outcome::Success).actor(&user_id, link.role.as_str()))
         .target_user(&user_id)
         .detail(&serde_json::json!({ "purpose": if link.purpose == Purpose::Setup { "setup" } else { "enrol" } }));
-    audit::append(&mut tx, &e).await?;
+    crate::session::append_in(st, &mut tx, &e).await?;
     tx.commit().await.map_err(StoreError::from)?;
     Ok(EnrolDone {
         user_id,

@@ -13,7 +13,7 @@ use medai_core::authz::PatientAccess;
 use medai_core::patient::{Demographics, Sex};
 use medai_core::Action;
 use medai_store::patients::{self, format_date, parse_date, Patient, Search};
-use medai_store::{audit, break_glass, care_teams, new_id, StoreError};
+use medai_store::{break_glass, care_teams, new_id, StoreError};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -159,7 +159,8 @@ pub async fn list(
     let mut tx = st.store.begin().await?;
     let found = patients::search(&mut tx, &search).await?;
     let ids: Vec<&str> = found.iter().map(|x| x.id.as_str()).collect();
-    audit::append(
+    crate::session::append_in(
+        &st,
         &mut tx,
         &p.event(st.now(), "patient.search", Outcome::Success)
             .detail(&serde_json::json!({ "results": ids.len(), "patient_ids": ids })),
@@ -201,7 +202,8 @@ pub async fn create(
             other => other.into(),
         })?;
     patients::set_care_teams(&mut tx, &id, &teams).await?;
-    audit::append(
+    crate::session::append_in(
+        &st,
         &mut tx,
         &p.event(now, "patient.create", Outcome::Success)
             .patient(&id),
@@ -285,7 +287,7 @@ pub async fn get(
         .detail(
             &serde_json::json!({ "break_glass": access == PatientAccess::AllowedByBreakGlass }),
         );
-    audit::append(&mut tx, &e).await?;
+    crate::session::append_in(&st, &mut tx, &e).await?;
     tx.commit().await.map_err(StoreError::from)?;
     st.metrics
         .phi_reads
@@ -331,7 +333,7 @@ pub async fn update(
         .detail(
             &serde_json::json!({ "break_glass": access == PatientAccess::AllowedByBreakGlass }),
         );
-    audit::append(&mut tx, &e).await?;
+    crate::session::append_in(&st, &mut tx, &e).await?;
     let updated = patients::get(&mut tx, &id)
         .await?
         .ok_or(ApiError::NotFound("patient"))?;
@@ -377,7 +379,7 @@ pub async fn set_care_teams(
         .event(st.now(), "patient.assign_care_team", Outcome::Success)
         .patient(&id)
         .detail(&serde_json::json!({ "care_team_ids": req.care_team_ids }));
-    audit::append(&mut tx, &e).await?;
+    crate::session::append_in(&st, &mut tx, &e).await?;
     tx.commit().await.map_err(StoreError::from)?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -454,7 +456,7 @@ pub async fn break_glass(
         .event(now, "patient.break_glass", Outcome::Success)
         .patient(&id)
         .detail(&serde_json::json!({ "grant_id": g.id, "expires_at": g.expires_at }));
-    audit::append(&mut tx, &e).await?;
+    crate::session::append_in(&st, &mut tx, &e).await?;
     tx.commit().await.map_err(StoreError::from)?;
     st.metrics.break_glass_grants.inc();
     tracing::warn!(target: "medai::security", grant_id = %g.id, user_id = %p.user.id, patient_id = %id, "break-glass access granted");

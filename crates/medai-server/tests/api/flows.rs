@@ -922,3 +922,50 @@ async fn replicas_share_sessions_and_throttling_through_redis() {
     );
     let _unused: Option<TotpSecret> = None;
 }
+
+#[tokio::test]
+async fn when_the_audit_write_fails_the_request_fails_and_changes_nothing() {
+    let app = TestApp::start(medai_store::DatabaseKind::Sqlite, Sessions::Memory).await;
+    let admin = app.admin().await;
+    let team = app.care_team(&admin, "t").await;
+    let doc = app.user(&admin, "doc", Role::Clinician, &[&team]).await;
+    sqlx_exec(&app, "CREATE TRIGGER audit_down BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'audit store down'); END").await;
+    let r = doc
+        .client
+        .post(app.url("/api/v1/patients"))
+        .json(&json!({"mrn": "MRN-9", "given_name": "A", "family_name": "B", "date_of_birth": "1970-01-01", "sex": "male"}))
+        .send()
+        .await
+        .unwrap();
+    let (s, code) = error_code(r).await;
+    assert_eq!(
+        (s, code.as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+    );
+    sqlx_exec(&app, "DROP TRIGGER audit_down").await;
+    let list: Vec<Value> = doc
+        .client
+        .get(app.url("/api/v1/patients?mrn=MRN-9"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        list.is_empty(),
+        "the patient was not created without its audit event"
+    );
+    assert!(
+        app.metrics()
+            .await
+            .contains("medai_audit_append_failures_total 1"),
+        "counted for alerting"
+    );
+}
+
+async fn sqlx_exec(app: &TestApp, sql: &str) {
+    let mut tx = app.state.store.begin().await.unwrap();
+    medai_store::testkit::execute(&mut tx, sql).await.unwrap();
+    tx.commit().await.unwrap();
+}
