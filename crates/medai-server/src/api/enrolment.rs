@@ -148,11 +148,19 @@ pub async fn inspect(st: &AppState, token: &str) -> Result<(bool, Option<String>
     Ok((link.purpose == Purpose::Setup, username))
 }
 
-/// The challenge of a link whose first step is done (to show the QR code again).
-pub async fn pending_challenge(st: &AppState, token: &str) -> Result<EnrolChallenge, ApiError> {
+/// The first step's results on a live link: username, password hash and TOTP seed.
+struct Pending {
+    link: Enrolment,
+    username: String,
+    password_hash: String,
+    secret: TotpSecret,
+}
+
+async fn pending(st: &AppState, token: &str) -> Result<Pending, ApiError> {
     let link = live_link(st, token).await?;
-    let (Some(username), Some(sealed)) = (
+    let (Some(username), Some(password_hash), Some(sealed)) = (
         link.pending_username.clone(),
+        link.pending_password_hash.clone(),
         link.pending_totp_secret.clone(),
     ) else {
         return Err(ApiError::bad_request(
@@ -164,11 +172,21 @@ pub async fn pending_challenge(st: &AppState, token: &str) -> Result<EnrolChalle
         .key
         .open(&sealed, format!("enrol:{}", link.token_hash).as_bytes())
         .map_err(|e| ApiError::Internal(format!("cannot open pending TOTP seed: {e}")))?;
-    let secret = TotpSecret::from_bytes(seed.to_vec());
-    Ok(EnrolChallenge {
-        totp_secret: secret.base32(),
-        otpauth_uri: secret.otpauth_uri("medai", &username),
+    Ok(Pending {
+        link,
         username,
+        password_hash,
+        secret: TotpSecret::from_bytes(seed.to_vec()),
+    })
+}
+
+/// The challenge of a link whose first step is done (to show the QR code again).
+pub async fn pending_challenge(st: &AppState, token: &str) -> Result<EnrolChallenge, ApiError> {
+    let p = pending(st, token).await?;
+    Ok(EnrolChallenge {
+        totp_secret: p.secret.base32(),
+        otpauth_uri: p.secret.otpauth_uri("medai", &p.username),
+        username: p.username,
     })
 }
 
@@ -190,22 +208,12 @@ pub async fn complete(
     client: &ClientInfo,
     req: EnrolFinish,
 ) -> Result<EnrolDone, ApiError> {
-    let link = live_link(st, &req.token).await?;
-    let (Some(username), Some(hash), Some(sealed)) = (
-        link.pending_username.clone(),
-        link.pending_password_hash.clone(),
-        link.pending_totp_secret.clone(),
-    ) else {
-        return Err(ApiError::bad_request(
-            "enrolment_not_started",
-            "set a password first (step one)",
-        ));
-    };
-    let seed = st
-        .key
-        .open(&sealed, format!("enrol:{}", link.token_hash).as_bytes())
-        .map_err(|e| ApiError::Internal(format!("cannot open pending TOTP seed: {e}")))?;
-    let secret = TotpSecret::from_bytes(seed.to_vec());
+    let Pending {
+        link,
+        username,
+        password_hash: hash,
+        secret,
+    } = pending(st, &req.token).await?;
     let now = st.now();
     let step = match secret.verify(&req.code, now, None) {
         Ok(step) => step,
