@@ -89,9 +89,14 @@ mod tests {
         }
     }
 
-    // Environment variables are process-global; these tests use a prefix no one else sets.
+    // Environment variables are process-global and tests run in parallel: only the jailed test
+    // sets variables, under its own prefix; the others read a prefix nobody sets.
     fn env() -> Env {
         Env::prefixed("MEDAI_CFGTEST_")
+    }
+
+    fn jail_env() -> Env {
+        Env::prefixed("MEDAI_CFGJAIL_")
     }
 
     #[test]
@@ -106,10 +111,10 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:9000");
         assert_eq!(c.auth.session_idle_timeout.as_secs(), 600);
         figment::Jail::expect_with(|jail| {
-            jail.set_env("MEDAI_CFGTEST_LISTEN", "127.0.0.1:9001");
-            jail.set_env("MEDAI_CFGTEST_AUTH__SESSION_IDLE_TIMEOUT", "5m");
-            jail.set_env("MEDAI_CFGTEST_TEST_POSTGRES_URL", "ignored");
-            let c = load_from(&flags, env()).map_err(|e| e.to_string())?;
+            jail.set_env("MEDAI_CFGJAIL_LISTEN", "127.0.0.1:9001");
+            jail.set_env("MEDAI_CFGJAIL_AUTH__SESSION_IDLE_TIMEOUT", "5m");
+            jail.set_env("MEDAI_CFGJAIL_TEST_POSTGRES_URL", "ignored");
+            let c = load_from(&flags, jail_env()).map_err(|e| e.to_string())?;
             assert_eq!(c.listen.to_string(), "127.0.0.1:9001");
             assert_eq!(c.auth.session_idle_timeout.as_secs(), 300);
             Ok(())
