@@ -10,6 +10,7 @@ pub mod authz;
 pub mod clock;
 pub mod config;
 pub mod identity;
+pub mod net;
 pub mod patient;
 pub mod throttle;
 

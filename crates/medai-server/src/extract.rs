@@ -108,29 +108,13 @@ fn client_info(parts: &Parts, st: &AppState) -> ClientInfo {
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    let trusted = |ip: &IpAddr| st.config.trusted_proxies.iter().any(|n| n.contains(ip));
-    let mut ip = peer;
-    if let Some(p) = peer.filter(|p| trusted(p)) {
-        ip = Some(p);
-        let hops = parts
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .collect::<Vec<_>>();
-        for hop in hops.iter().rev() {
-            match hop.parse::<IpAddr>() {
-                Ok(h) if trusted(&h) => continue,
-                Ok(h) => {
-                    ip = Some(h);
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-    }
+    let forwarded: Vec<&str> = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let ip = medai_core::net::resolve_client_ip(peer, &forwarded, &st.config.trusted_proxies);
     let request_id = parts
         .headers
         .get("x-request-id")

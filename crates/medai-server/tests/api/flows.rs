@@ -969,3 +969,42 @@ async fn sqlx_exec(app: &TestApp, sql: &str) {
     medai_store::testkit::execute(&mut tx, sql).await.unwrap();
     tx.commit().await.unwrap();
 }
+
+#[tokio::test]
+async fn guesses_spread_over_many_accounts_are_throttled_per_client_address() {
+    for (kind, sessions) in setups() {
+        let app = TestApp::start(kind, sessions).await;
+        let admin = app.admin().await;
+        let c = client();
+        for i in 0..21 {
+            let r = c
+                .post(app.url("/api/v1/auth/login"))
+                .json(&json!({"username": format!("guess-{i}"), "password": "password123456"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{kind:?} attempt {i}");
+        }
+        // The address now backs off, even for an account with no failures of its own.
+        let r = c
+            .post(app.url("/api/v1/auth/login"))
+            .json(&json!({"username": "root-admin", "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        let (s, code) = error_code(r).await;
+        assert_eq!(
+            (s, code.as_str()),
+            (StatusCode::TOO_MANY_REQUESTS, "throttled")
+        );
+        app.clock.advance(1);
+        let r = c
+            .post(app.url("/api/v1/auth/login"))
+            .json(&json!({"username": "root-admin", "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        drop(admin);
+    }
+}
