@@ -13,9 +13,7 @@ pub fn resolve_client_ip(
     trusted: &[IpNet],
 ) -> Option<IpAddr> {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
-    let Some(peer) = peer else {
-        return None;
-    };
+    let peer = peer?;
     if !is_trusted(&peer) {
         return Some(peer);
     }
