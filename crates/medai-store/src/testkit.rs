@@ -5,13 +5,40 @@
 use crate::{DatabaseKind, Store, StoreError};
 use sqlx::{Connection as _, Executor as _};
 
-/// A database created for one test; the SQLite directory is removed on drop.
+/// A database created for one test; dropped with it (the SQLite directory is removed, the
+/// PostgreSQL database dropped), so repeated runs leave nothing behind on the server.
 pub struct TestDatabase {
     /// URL of the database.
     pub url: String,
     /// Which backend.
     pub kind: DatabaseKind,
     _dir: Option<tempfile::TempDir>,
+    pg: Option<(String, String)>,
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some((admin, name)) = self.pg.take() else {
+            return;
+        };
+        // Drop runs inside the test's runtime; use a thread with its own runtime.
+        let dropper = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    let _ = conn.execute(sql.as_str()).await;
+                    let _ = conn.close().await;
+                }
+            });
+        });
+        let _ = dropper.join();
+    }
 }
 
 /// The backends to test against: SQLite always, PostgreSQL when `MEDAI_TEST_POSTGRES_URL` is set.
@@ -33,6 +60,7 @@ pub async fn fresh_database(kind: DatabaseKind) -> Result<TestDatabase, StoreErr
                 url,
                 kind,
                 _dir: Some(dir),
+                pg: None,
             })
         }
         DatabaseKind::Postgres => {
@@ -48,6 +76,7 @@ pub async fn fresh_database(kind: DatabaseKind) -> Result<TestDatabase, StoreErr
                 url,
                 kind,
                 _dir: None,
+                pg: Some((admin, name)),
             })
         }
     }
