@@ -72,10 +72,18 @@ async fn live_link(st: &AppState, token: &str) -> Result<Enrolment, ApiError> {
         return Err(invalid_link());
     }
     let mut conn = st.store.pool().acquire().await.map_err(StoreError::from)?;
-    enrolments::get(&mut conn, &sha256_hex(token.as_bytes()))
+    let link = enrolments::get(&mut conn, &sha256_hex(token.as_bytes()))
         .await?
         .filter(|e| e.used_at.is_none() && e.expires_at > st.now())
-        .ok_or_else(invalid_link)
+        .ok_or_else(invalid_link)?;
+    // A first-administrator link is moot once an administrator exists by any route (for
+    // example `medai user add --role admin`): it must not create a second one.
+    if link.purpose == Purpose::Setup
+        && users::count_enabled_with_role(&mut conn, medai_core::Role::Admin).await? > 0
+    {
+        return Err(invalid_link());
+    }
+    Ok(link)
 }
 
 /// Step one: choose the password (and, for setup, the username); receive the TOTP seed.

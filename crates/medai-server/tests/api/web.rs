@@ -118,3 +118,34 @@ async fn setup_link_pages_create_the_first_administrator() {
     assert_eq!(users[0]["role"], "admin");
     let _ = json!({});
 }
+
+#[tokio::test]
+async fn a_setup_link_dies_once_an_administrator_exists_by_another_route() {
+    let app = TestApp::start(DatabaseKind::Sqlite, Sessions::Memory).await;
+    let token = app.setup_token.clone().unwrap();
+    // An operator creates an administrator with the CLI's code path instead.
+    let mut tx = app.state.store.begin().await.unwrap();
+    let base =
+        medai_core::audit::AuditEvent::new(0, "user.create", medai_core::audit::Outcome::Success);
+    medai_server::accounts::create_user(
+        &mut tx,
+        &app.state.config,
+        &base,
+        "ops-admin",
+        medai_core::Role::Admin,
+        0,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let r = client()
+        .post(app.url("/api/v1/enrolment/start"))
+        .json(&json!({"token": token, "username": "second-admin", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::BAD_REQUEST, "invalid_link".to_owned())
+    );
+}
