@@ -121,9 +121,9 @@ pub async fn login(
     };
     let ok = st.verify_password(password, phc).await?;
     let now = st.now();
-    match user.filter(|u| ok && u.can_log_in()) {
+    match user.as_ref().filter(|u| ok && u.can_log_in()) {
         Some(u) => {
-            let token = session::create_session(&st, &u, true).await?;
+            let token = session::create_session(&st, u, true).await?;
             st.metrics.login("password_ok");
             append_now(
                 &st,
@@ -142,12 +142,9 @@ pub async fn login(
         }
         None => {
             st.metrics.login("failure");
-            let mut conn = st.store.pool().acquire().await.map_err(StoreError::from)?;
-            let known = users::by_username(&mut conn, &username).await?;
-            drop(conn);
-            record_failure(&st, &keys, &client, known.as_ref()).await?;
+            record_failure(&st, &keys, &client, user.as_ref()).await?;
             let mut e = client.stamp(AuditEvent::new(now, "auth.login", Outcome::Failure));
-            e = match &known {
+            e = match &user {
                 Some(u) => e
                     .actor(&u.id, u.role.as_str())
                     .detail(&serde_json::json!({ "reason": "bad_credentials_or_account_state" })),
