@@ -98,15 +98,21 @@ impl AuditEvent {
         self
     }
 
-    /// Sets the detail object.
+    /// Adds facts to the detail object. Keys already set by the caller that built the event
+    /// (for example the operating-system user of a CLI command) are kept; a key given again is
+    /// replaced.
     pub fn detail(mut self, detail: &impl Serialize) -> Self {
-        self.detail = serde_json_string(detail);
+        let Ok(serde_json::Value::Object(new)) = serde_json::to_value(detail) else {
+            return self;
+        };
+        let mut merged = match self.detail.as_deref().map(serde_json::from_str) {
+            Some(Ok(serde_json::Value::Object(old))) => old,
+            _ => serde_json::Map::new(),
+        };
+        merged.extend(new);
+        self.detail = serde_json::to_string(&merged).ok();
         self
     }
-}
-
-fn serde_json_string(v: &impl Serialize) -> Option<String> {
-    serde_json::to_string(v).ok()
 }
 
 #[cfg(test)]
@@ -129,6 +135,11 @@ mod tests {
         assert_eq!(e.actor_role.as_deref(), Some("nurse"));
         assert_eq!(e.patient_id.as_deref(), Some("p1"));
         assert_eq!(e.detail.as_deref(), Some(r#"{"reason":"bad_password"}"#));
+        let e = e.detail(&serde_json::json!({ "os_user": "ops", "reason": "other" }));
+        assert_eq!(
+            e.detail.as_deref(),
+            Some(r#"{"os_user":"ops","reason":"other"}"#)
+        );
         assert_eq!(e.outcome.as_str(), "failure");
     }
 }

@@ -36,15 +36,6 @@ pub enum BootError {
     Hasher(String),
 }
 
-/// Whether start-up may migrate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// `medai serve`: migrate only a fresh database; refuse one that is behind or ahead.
-    Serve,
-    /// `medai init`: the same rules, without serving.
-    Init,
-}
-
 /// What start-up prepared.
 pub struct Prepared {
     /// The database.
@@ -85,15 +76,14 @@ fn ensure_data_dir(dir: &Path) -> Result<(), BootError> {
     b.create(dir).map_err(err)
 }
 
-/// Prepares the data directory, key and database; issues a setup link on an installation with
-/// no administrator.
-pub async fn prepare(config: &Config, mode: Mode, now: i64) -> Result<Prepared, BootError> {
+/// Prepares the data directory, key and database (migrating only a fresh one, refusing a schema
+/// that is behind or ahead), and issues a setup link on an installation with no administrator.
+/// `serve` and `init` both start here.
+pub async fn prepare(config: &Config, now: i64) -> Result<Prepared, BootError> {
     ensure_data_dir(&config.data_dir)?;
     let (key, key_created) = MasterKey::load_or_create(&key_path(config))?;
     let store = Store::connect(&config.effective_database_url()).await?;
-    let migrated = match mode {
-        Mode::Serve | Mode::Init => store.ensure_schema_for_serve().await?,
-    };
+    let migrated = store.ensure_schema_for_serve().await?;
     let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
     let setup_url = setup_link_if_needed(&mut conn, config, now).await?;
     drop(conn);

@@ -180,6 +180,15 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts patient records read by a role.
+    pub fn phi_read(&self, role: &str, records: u64) {
+        self.phi_reads
+            .get_or_create(&RoleLabels {
+                role: role.to_owned(),
+            })
+            .inc_by(records);
+    }
+
     /// Counts a refusal.
     pub fn denied(&self, action: &str) {
         self.access_denied

@@ -39,13 +39,13 @@ pub fn clear_cookie(st: &AppState) -> HeaderValue {
     .unwrap_or_else(|_| HeaderValue::from_static("medai_session=; Path=/; Max-Age=0"))
 }
 
-/// Creates a session and returns its token (the cookie value). A fresh token is issued at each
+/// Creates a session and returns its token (the cookie value) and record. A fresh token is issued at each
 /// step so that a token seen before login never becomes an authenticated session.
 pub async fn create_session(
     st: &AppState,
     user: &User,
     mfa_pending: bool,
-) -> Result<String, ApiError> {
+) -> Result<(String, SessionRecord), ApiError> {
     let token = random_token(32);
     let now = st.now();
     let record = SessionRecord {
@@ -63,7 +63,7 @@ pub async fn create_session(
             now,
         )
         .await?;
-    Ok(token)
+    Ok((token, record))
 }
 
 /// How long the store keeps a session record. A full session is kept until its absolute end,

@@ -62,6 +62,15 @@ pub async fn members(conn: &mut AnyConnection, team_id: &str) -> Result<Vec<Stri
     Ok(rows.into_iter().map(|(u,)| u).collect())
 }
 
+/// Every membership as `(team id, user id)`, in one query (for listing all teams).
+pub async fn all_members(conn: &mut AnyConnection) -> Result<Vec<(String, String)>, StoreError> {
+    Ok(
+        sqlx::query_as("SELECT team_id, user_id FROM care_team_members ORDER BY team_id, user_id")
+            .fetch_all(conn)
+            .await?,
+    )
+}
+
 /// Adds a user to a team (no-op if already a member).
 pub async fn add_member(
     conn: &mut AnyConnection,

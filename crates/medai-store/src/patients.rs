@@ -3,6 +3,7 @@
 use crate::StoreError;
 use medai_core::patient::{Demographics, Sex};
 use sqlx::{AnyConnection, FromRow};
+use std::collections::HashMap;
 use time::Date;
 
 /// A stored patient.
@@ -277,10 +278,37 @@ pub async fn search(conn: &mut AnyConnection, s: &Search) -> Result<Vec<Patient>
         q = q.bind(u.clone());
     }
     let rows = q.bind(s.limit).bind(s.offset).fetch_all(&mut *conn).await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let teams = care_team_ids(conn, &r.id).await?;
-        out.push(r.into_patient(teams)?);
+    let mut teams = care_team_ids_of(conn, rows.iter().map(|r| r.id.as_str())).await?;
+    rows.into_iter()
+        .map(|r| {
+            let t = teams.remove(&r.id).unwrap_or_default();
+            r.into_patient(t)
+        })
+        .collect()
+}
+
+/// Care-team ids of several patients in one query (a page of search results).
+async fn care_team_ids_of<'a>(
+    conn: &mut AnyConnection,
+    patient_ids: impl Iterator<Item = &'a str>,
+) -> Result<HashMap<String, Vec<String>>, StoreError> {
+    let ids: Vec<&str> = patient_ids.collect();
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT patient_id, team_id FROM patient_care_teams WHERE patient_id IN ({}) \
+         ORDER BY patient_id, team_id",
+        placeholders.join(", ")
+    );
+    let mut q = sqlx::query_as::<_, (String, String)>(&sql);
+    for id in ids {
+        q = q.bind(id);
+    }
+    for (patient, team) in q.fetch_all(conn).await? {
+        out.entry(patient).or_default().push(team);
     }
     Ok(out)
 }

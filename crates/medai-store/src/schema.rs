@@ -137,8 +137,7 @@ impl Store {
     /// Applies every pending migration; returns the versions applied now.
     pub async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
         let before = match self.schema_status().await? {
-            SchemaStatus::Ahead { .. } | SchemaStatus::Inconsistent { .. } => {
-                let status = self.schema_status().await?;
+            status @ (SchemaStatus::Ahead { .. } | SchemaStatus::Inconsistent { .. }) => {
                 return Err(StoreError::Schema(status.advice().unwrap_or_default()));
             }
             SchemaStatus::Fresh => self.known_migrations(),

@@ -97,6 +97,21 @@ async fn schema_is_fresh_then_current_and_detects_behind_and_ahead() {
 }
 
 #[tokio::test]
+async fn sqlite_runs_in_wal_mode_with_foreign_keys() {
+    let (store, _db) = migrated_store(DatabaseKind::Sqlite).await.unwrap();
+    let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let (fk,): (i64,) = sqlx::query_as("PRAGMA foreign_keys")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(fk, 1);
+}
+
+#[tokio::test]
 async fn behind_schema_is_refused_with_the_command_to_run() {
     for kind in backends() {
         let (store, _db) = migrated_store(kind).await.unwrap();

@@ -7,7 +7,7 @@ use medai_core::audit::{AuditEvent, Outcome};
 use medai_core::config::{database_kind, Config, LogFormat};
 use medai_core::{Clock as _, Role, SystemClock};
 use medai_server::accounts;
-use medai_server::bootstrap::{self, Mode};
+use medai_server::bootstrap;
 use medai_store::{care_teams, new_id, users, StoreError};
 use std::sync::Arc;
 
@@ -52,7 +52,7 @@ fn print_setup(url: &str) {
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
     let clock = Arc::new(SystemClock);
-    let prepared = bootstrap::prepare(&cfg, Mode::Serve, clock.now()).await?;
+    let prepared = bootstrap::prepare(&cfg, clock.now()).await?;
     if prepared.key_created {
         tracing::info!(path = %bootstrap::key_path(&cfg).display(), "created local key file (mode 0600)");
     }
@@ -91,7 +91,7 @@ async fn shutdown_signal() {
 
 #[expect(clippy::print_stdout, reason = "command output")]
 async fn init(cfg: Config, print_setup_url: bool) -> anyhow::Result<()> {
-    let prepared = bootstrap::prepare(&cfg, Mode::Init, SystemClock.now()).await?;
+    let prepared = bootstrap::prepare(&cfg, SystemClock.now()).await?;
     if print_setup_url {
         match &prepared.setup_url {
             Some(url) => println!("{url}"),

@@ -142,3 +142,97 @@ fn config_check_masks_secrets_and_bad_config_names_the_key() {
         .unwrap();
     assert!(!o.status.success());
 }
+
+/// `medai serve` as a process: the setup link alone on a stdout line, JSON logs with request ids
+/// on stderr, and SIGTERM ending it cleanly.
+#[cfg(unix)]
+#[test]
+fn serve_prints_the_setup_link_logs_json_and_stops_on_sigterm() {
+    use std::io::{BufRead as _, BufReader};
+    use std::process::Stdio;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_medai"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--data-dir", tmp.path().join("data").to_str().unwrap()])
+        .env_remove("MEDAI_CONFIG")
+        .env_remove("MEDAI_DATABASE_URL")
+        .env_remove("MEDAI_REDIS_URL")
+        .env_remove("MEDAI_LOG_FORMAT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next_json = |want: &str| -> serde_json::Value {
+        loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("medai serve went quiet");
+            let v: serde_json::Value = serde_json::from_str(&line)
+                .unwrap_or_else(|_| panic!("not a JSON log line: {line}"));
+            if v["message"] == want {
+                return v;
+            }
+        }
+    };
+    let serving = next_json("medai serving");
+    let addr = serving["addr"].as_str().unwrap().to_owned();
+
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    let mut second = String::new();
+    stdout.read_line(&mut first).unwrap();
+    stdout.read_line(&mut second).unwrap();
+    assert!(first.contains("No administrator exists yet"), "{first}");
+    assert!(
+        second.trim_end().starts_with("http://") && second.contains("/setup?token="),
+        "{second}"
+    );
+    assert_eq!(
+        second.split_whitespace().count(),
+        1,
+        "the URL alone on its line"
+    );
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let r = rt
+        .block_on(
+            reqwest::Client::new()
+                .get(format!("http://{addr}/healthz"))
+                .header("x-request-id", "probe-1")
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-request-id"], "probe-1");
+    let access = next_json("request");
+    assert_eq!(access["request_id"], "probe-1");
+    assert_eq!(access["route"], "/healthz");
+    assert_eq!(access["status"], 200);
+
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    next_json("stopped");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}

@@ -176,15 +176,20 @@ pub async fn list_care_teams(
 ) -> Result<axum::Json<Vec<CareTeamOut>>, ApiError> {
     require(&st, &p, Action::CareTeamManage).await?;
     let mut conn = st.store.pool().acquire().await.map_err(StoreError::from)?;
-    let mut out = Vec::new();
-    for t in care_teams::list(&mut conn).await? {
-        let member_ids = care_teams::members(&mut conn, &t.id).await?;
-        out.push(CareTeamOut {
+    let mut members: std::collections::HashMap<String, Vec<String>> =
+        std::collections::HashMap::new();
+    for (team, user) in care_teams::all_members(&mut conn).await? {
+        members.entry(team).or_default().push(user);
+    }
+    let out = care_teams::list(&mut conn)
+        .await?
+        .into_iter()
+        .map(|t| CareTeamOut {
+            member_ids: members.remove(&t.id).unwrap_or_default(),
             id: t.id,
             name: t.name,
-            member_ids,
-        });
-    }
+        })
+        .collect();
     Ok(axum::Json(out))
 }
 

@@ -18,6 +18,7 @@ use medai_core::identity::{
     hash_recovery_code, sha256_hex, validate_password, TotpError, TotpSecret,
 };
 use medai_core::Role;
+use medai_store::ephemeral::SessionRecord;
 use medai_store::users::User;
 use medai_store::{care_teams, users, StoreError};
 use serde::{Deserialize, Serialize};
@@ -123,7 +124,7 @@ pub async fn login(
     let now = st.now();
     match user.as_ref().filter(|u| ok && u.can_log_in()) {
         Some(u) => {
-            let token = session::create_session(&st, u, true).await?;
+            let (token, _) = session::create_session(&st, u, true).await?;
             st.metrics.login("password_ok");
             append_now(
                 &st,
@@ -255,40 +256,36 @@ async fn second_factor(
     tx.commit().await.map_err(StoreError::from)?;
     st.ephemeral.delete_session(&pending_hash).await?;
     st.ephemeral.clear_failures(&keys.0).await?;
-    let token = session::create_session(&st, &user, false).await?;
+    let (token, record) = session::create_session(&st, &user, false).await?;
     st.metrics.login("success");
-    let mut info = session_info(&st, &user, now, true).await?;
+    let mut info = session_info(&st, &user, Some(&record)).await?;
     info.recovery_codes_left = left;
     Ok(([(SET_COOKIE, set_cookie(&st, &token)?)], axum::Json(info)).into_response())
 }
 
+/// The session's deadlines are derived from the record: idle from the last request, absolute
+/// from login. Token callers have none.
 async fn session_info(
     st: &AppState,
     user: &User,
-    last_seen: i64,
-    session: bool,
+    session: Option<&SessionRecord>,
 ) -> Result<SessionInfo, ApiError> {
     let mut conn = st.store.pool().acquire().await.map_err(StoreError::from)?;
     let teams = care_teams::of_user(&mut conn, &user.id).await?;
     let auth = &st.config.auth;
-    let (idle, abs) = if session {
-        (
-            Some(rfc3339(
-                last_seen + auth.session_idle_timeout.as_secs() as i64,
-            )),
-            Some(rfc3339(
-                last_seen + auth.session_max_lifetime.as_secs() as i64,
-            )),
-        )
-    } else {
-        (None, None)
-    };
+    let idle = session.map(|r| rfc3339(r.last_seen + auth.session_idle_timeout.as_secs() as i64));
+    let abs = session.map(|r| rfc3339(r.created_at + auth.session_max_lifetime.as_secs() as i64));
     Ok(SessionInfo {
         user_id: user.id.clone(),
         username: user.username.clone(),
         role: user.role,
         care_teams: teams.into_iter().map(|t| t.name).collect(),
-        auth: if session { "session" } else { "token" }.into(),
+        auth: if session.is_some() {
+            "session"
+        } else {
+            "token"
+        }
+        .into(),
         idle_expires_at: idle,
         absolute_expires_at: abs,
         recovery_codes_left: None,
@@ -344,17 +341,11 @@ pub async fn current(
     State(st): State<AppState>,
     p: Principal,
 ) -> Result<axum::Json<SessionInfo>, ApiError> {
-    let mut info = match &p.auth {
-        AuthKind::Session { record, .. } => {
-            session_info(&st, &p.user, record.last_seen, true).await?
-        }
-        AuthKind::Token { .. } => session_info(&st, &p.user, 0, false).await?,
+    let record = match &p.auth {
+        AuthKind::Session { record, .. } => Some(record),
+        AuthKind::Token { .. } => None,
     };
-    if let AuthKind::Session { record, .. } = &p.auth {
-        let max = st.config.auth.session_max_lifetime.as_secs() as i64;
-        info.absolute_expires_at = Some(rfc3339(record.created_at + max));
-    }
-    Ok(axum::Json(info))
+    Ok(axum::Json(session_info(&st, &p.user, record).await?))
 }
 
 /// Changes the password and ends every session of the user, this one included.

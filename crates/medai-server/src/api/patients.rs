@@ -168,11 +168,7 @@ pub async fn list(
     .await?;
     tx.commit().await.map_err(StoreError::from)?;
     st.metrics
-        .phi_reads
-        .get_or_create(&crate::metrics::RoleLabels {
-            role: p.user.role.as_str().into(),
-        })
-        .inc_by(found.len() as u64);
+        .phi_read(p.user.role.as_str(), found.len() as u64);
     Ok(axum::Json(
         found.into_iter().map(PatientOut::from).collect(),
     ))
@@ -289,12 +285,7 @@ pub async fn get(
         );
     crate::session::append_in(&st, &mut tx, &e).await?;
     tx.commit().await.map_err(StoreError::from)?;
-    st.metrics
-        .phi_reads
-        .get_or_create(&crate::metrics::RoleLabels {
-            role: p.user.role.as_str().into(),
-        })
-        .inc();
+    st.metrics.phi_read(p.user.role.as_str(), 1);
     Ok(axum::Json(patient.into()))
 }
 

@@ -55,8 +55,8 @@ fn render(status: StatusCode, t: &impl Template) -> Response {
 
 fn error_page(e: &ApiError) -> Response {
     if e.status().is_server_error() {
-        // Log the detail; show only the generic message.
-        let _ = ApiError::Internal(e.to_string()).into_response();
+        // The detail goes to the log; the page shows only the generic message.
+        tracing::error!(code = e.code(), detail = %e, "setup page failed");
     }
     render(
         e.status(),
@@ -150,28 +150,31 @@ pub async fn password(
             "the form was incomplete; open the link again",
         ));
     };
-    let retry = |st: &AppState, f: &PasswordForm, first_admin: bool, msg: String| {
+    let (first_admin, known) = match enrolment::inspect(&st, &f.token).await {
+        Ok(x) => x,
+        Err(e) => return error_page(&e),
+    };
+    // The form again with the reason; the username shown is the one typed (setup) or the
+    // account's own (enrolment).
+    let retry = |msg: String| {
+        let username = if first_admin {
+            f.username.clone()
+        } else {
+            known.clone()
+        };
         render(
             StatusCode::UNPROCESSABLE_ENTITY,
             &PasswordPage {
                 token: f.token.clone(),
                 first_admin,
-                username: f.username.clone().unwrap_or_default(),
+                username: username.unwrap_or_default(),
                 min_length: st.config.auth.password_min_length,
                 error: Some(msg),
             },
         )
     };
-    let (first_admin, known) = match enrolment::inspect(&st, &f.token).await {
-        Ok(x) => x,
-        Err(e) => return error_page(&e),
-    };
     if f.password != f.confirm {
-        let mut f2 = f;
-        if !first_admin {
-            f2.username = known;
-        }
-        return retry(&st, &f2, first_admin, "The two passwords differ.".into());
+        return retry("The two passwords differ.".into());
     }
     let req = EnrolStart {
         token: f.token.clone(),
@@ -179,13 +182,9 @@ pub async fn password(
         password: f.password.clone(),
     };
     match enrolment::begin(&st, req).await {
-        Ok(ch) => totp_page(f.token, ch, None),
+        Ok(ch) => totp_page(f.token.clone(), ch, None),
         Err(e) if e.status().is_client_error() && e.code() != "invalid_link" => {
-            let mut f2 = f;
-            if !first_admin {
-                f2.username = known;
-            }
-            retry(&st, &f2, first_admin, e.public_message())
+            retry(e.public_message())
         }
         Err(e) => error_page(&e),
     }

@@ -5,7 +5,7 @@
 use medai_core::config::Config;
 use medai_core::identity::TotpSecret;
 use medai_core::{Clock as _, ManualClock, Role, SystemClock};
-use medai_server::bootstrap::{self, Mode};
+use medai_server::bootstrap;
 use medai_server::serve::Running;
 use medai_server::AppState;
 use medai_store::ephemeral::Ephemeral;
@@ -109,9 +109,7 @@ impl TestApp {
         prefix: &str,
         clock: ManualClock,
     ) -> TestApp {
-        let prepared = bootstrap::prepare(&config, Mode::Serve, clock.now())
-            .await
-            .unwrap();
+        let prepared = bootstrap::prepare(&config, clock.now()).await.unwrap();
         let setup_token = prepared
             .setup_url
             .as_ref()

@@ -3,7 +3,7 @@
 
 use crate::common::*;
 use medai_core::config::{TlsConfig, TlsVersion};
-use medai_server::bootstrap::{self, Mode};
+use medai_server::bootstrap;
 use medai_store::testkit::fresh_database;
 use medai_store::DatabaseKind;
 use reqwest::StatusCode;
@@ -72,9 +72,7 @@ async fn serve_refuses_a_database_migrated_by_a_newer_release() {
         let mut config = test_config();
         config.data_dir = tempfile::tempdir().unwrap().keep();
         config.database_url = Some(db.url.clone().into());
-        let prepared = bootstrap::prepare(&config, Mode::Serve, 1_700_000_000)
-            .await
-            .unwrap();
+        let prepared = bootstrap::prepare(&config, 1_700_000_000).await.unwrap();
         assert!(prepared.migrated && prepared.key_created && prepared.setup_url.is_some());
         #[cfg(unix)]
         {
@@ -87,7 +85,7 @@ async fn serve_refuses_a_database_migrated_by_a_newer_release() {
         }
         sqlx_insert_future_migration(&prepared.store).await;
         prepared.store.close().await;
-        let err = bootstrap::prepare(&config, Mode::Serve, 1_700_000_000)
+        let err = bootstrap::prepare(&config, 1_700_000_000)
             .await
             .err()
             .unwrap()
@@ -199,7 +197,7 @@ async fn tls_listener_speaks_tls13_only_unless_configured() {
     let db = fresh_database(DatabaseKind::Sqlite).await.unwrap();
     bad.data_dir = tempfile::tempdir().unwrap().keep();
     bad.database_url = Some(db.url.clone().into());
-    let prepared = bootstrap::prepare(&bad, Mode::Serve, 1).await.unwrap();
+    let prepared = bootstrap::prepare(&bad, 1).await.unwrap();
     let state = bootstrap::state_with(
         bad,
         prepared.store,
