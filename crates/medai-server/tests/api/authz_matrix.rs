@@ -458,7 +458,7 @@ async fn every_route_times_every_role() {
                 if let Some(b) = body {
                     req = req.json(&b);
                 }
-                let got = req.send().await.unwrap().status().as_u16();
+                let got = req.status_of().await.as_u16();
                 if got != *expected {
                     failures.push(format!(
                         "{} {} as {}: expected {expected}, got {got}",

@@ -185,10 +185,8 @@ async fn forged_expired_and_malformed_credentials_are_refused() {
                 plain
                     .get(&users)
                     .header("cookie", &pending)
-                    .send()
-                    .await
-                    .unwrap()
-                    .status(),
+                    .status_of()
+                    .await,
                 StatusCode::UNAUTHORIZED
             );
             full
@@ -197,20 +195,16 @@ async fn forged_expired_and_malformed_credentials_are_refused() {
             plain
                 .get(&users)
                 .header("cookie", &cookie_header)
-                .send()
-                .await
-                .unwrap()
-                .status(),
+                .status_of()
+                .await,
             StatusCode::OK
         );
         assert_eq!(
             plain
                 .post(app.url("/api/v1/auth/logout"))
                 .header("cookie", &cookie_header)
-                .send()
-                .await
-                .unwrap()
-                .status(),
+                .status_of()
+                .await,
             StatusCode::NO_CONTENT
         );
         let (s, code) = error_code(

@@ -355,3 +355,14 @@ pub async fn error_code(r: reqwest::Response) -> (StatusCode, String) {
     let v: Value = r.json().await.unwrap_or(Value::Null);
     (status, v["error"]["code"].as_str().unwrap_or("").to_owned())
 }
+
+/// Sends a request and returns only its status.
+pub trait StatusOf {
+    fn status_of(self) -> impl std::future::Future<Output = StatusCode> + Send;
+}
+
+impl StatusOf for reqwest::RequestBuilder {
+    async fn status_of(self) -> StatusCode {
+        self.send().await.unwrap().status()
+    }
+}

@@ -384,10 +384,8 @@ async fn clinician_sees_only_their_care_team_and_breaks_glass_with_a_reason() {
             alice
                 .client
                 .get(app.url("/api/v1/break-glass"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
+                .status_of()
+                .await,
             StatusCode::FORBIDDEN
         );
 
@@ -555,19 +553,11 @@ async fn sessions_end_when_idle_too_old_logged_out_or_revoked() {
         app.next_totp_step();
         let c = app.login("doc", PASSWORD, &doc.secret).await;
         assert_eq!(
-            c.post(app.url("/api/v1/auth/logout"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
+            c.post(app.url("/api/v1/auth/logout")).status_of().await,
             StatusCode::NO_CONTENT
         );
         assert_eq!(
-            c.get(app.url("/api/v1/auth/session"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
+            c.get(app.url("/api/v1/auth/session")).status_of().await,
             StatusCode::UNAUTHORIZED
         );
 
@@ -597,19 +587,11 @@ async fn sessions_end_when_idle_too_old_logged_out_or_revoked() {
             .unwrap();
         assert_eq!(r.status(), StatusCode::NO_CONTENT);
         assert_eq!(
-            a.get(app.url("/api/v1/auth/session"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
+            a.get(app.url("/api/v1/auth/session")).status_of().await,
             StatusCode::UNAUTHORIZED
         );
         assert_eq!(
-            b.get(app.url("/api/v1/auth/session"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
+            b.get(app.url("/api/v1/auth/session")).status_of().await,
             StatusCode::UNAUTHORIZED
         );
         app.next_totp_step();
@@ -637,11 +619,7 @@ async fn sessions_end_when_idle_too_old_logged_out_or_revoked() {
             .unwrap()
             .to_owned();
         assert_eq!(
-            c.get(app.url("/api/v1/auth/session"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
+            c.get(app.url("/api/v1/auth/session")).status_of().await,
             StatusCode::UNAUTHORIZED
         );
         let (secret, _) = app
@@ -662,11 +640,7 @@ async fn sessions_end_when_idle_too_old_logged_out_or_revoked() {
             .unwrap();
         assert_eq!(r.status(), StatusCode::NO_CONTENT);
         assert_eq!(
-            c.get(app.url("/api/v1/auth/session"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
+            c.get(app.url("/api/v1/auth/session")).status_of().await,
             StatusCode::UNAUTHORIZED
         );
         let r = client()
@@ -785,18 +759,12 @@ async fn service_tokens_authenticate_integrations_only_for_their_role() {
             .to_owned();
         assert_eq!(
             bearer(c.get(app.url(&format!("/api/v1/patients/{pid}"))))
-                .send()
-                .await
-                .unwrap()
-                .status(),
+                .status_of()
+                .await,
             StatusCode::FORBIDDEN
         );
         assert_eq!(
-            bearer(c.get(app.url("/api/v1/users")))
-                .send()
-                .await
-                .unwrap()
-                .status(),
+            bearer(c.get(app.url("/api/v1/users"))).status_of().await,
             StatusCode::FORBIDDEN
         );
         // Tokens cannot be made for people.
@@ -825,37 +793,29 @@ async fn service_tokens_authenticate_integrations_only_for_their_role() {
         let admin = app.login("root-admin", PASSWORD, &admin.secret).await;
         assert_eq!(
             bearer(c.get(app.url("/api/v1/auth/session")))
-                .send()
-                .await
-                .unwrap()
-                .status(),
+                .status_of()
+                .await,
             StatusCode::OK
         );
         let id = t["id"].as_str().unwrap();
         assert_eq!(
             admin
                 .delete(app.url(&format!("/api/v1/tokens/{id}")))
-                .send()
-                .await
-                .unwrap()
-                .status(),
+                .status_of()
+                .await,
             StatusCode::NO_CONTENT
         );
         assert_eq!(
             bearer(c.get(app.url("/api/v1/auth/session")))
-                .send()
-                .await
-                .unwrap()
-                .status(),
+                .status_of()
+                .await,
             StatusCode::UNAUTHORIZED
         );
         assert_eq!(
             admin
                 .delete(app.url(&format!("/api/v1/tokens/{id}")))
-                .send()
-                .await
-                .unwrap()
-                .status(),
+                .status_of()
+                .await,
             StatusCode::NOT_FOUND
         );
     }
@@ -904,20 +864,12 @@ async fn replicas_share_sessions_and_throttling_through_redis() {
         admin
             .client
             .post(b.url("/api/v1/auth/logout"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+            .status_of()
+            .await,
         StatusCode::NO_CONTENT
     );
     assert_eq!(
-        admin
-            .client
-            .get(a.url("/api/v1/users"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        admin.client.get(a.url("/api/v1/users")).status_of().await,
         StatusCode::UNAUTHORIZED
     );
     let _unused: Option<TotpSecret> = None;

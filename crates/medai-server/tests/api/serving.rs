@@ -168,10 +168,7 @@ async fn tls_listener_speaks_tls13_only_unless_configured() {
             .min_tls_version(reqwest::tls::Version::TLS_1_3)
             .build()
             .unwrap();
-        assert_eq!(
-            tls13.get(&url).send().await.unwrap().status(),
-            StatusCode::OK
-        );
+        assert_eq!(tls13.get(&url).status_of().await, StatusCode::OK);
         let tls12 = reqwest::Client::builder()
             .add_root_certificate(ca)
             .use_rustls_tls()
