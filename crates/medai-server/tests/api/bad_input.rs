@@ -79,35 +79,22 @@ async fn malformed_oversized_unknown_and_mistyped_bodies_are_refused() {
         assert_eq!(app.audit("patient.update").await.len(), audit_before);
 
         // Unknown routes and methods answer JSON too.
-        let (s, code) = error_code(
-            doc.client
-                .get(app.url("/api/v1/nope"))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (s, code) = doc.client.get(app.url("/api/v1/nope")).error_of().await;
         assert_eq!((s, code.as_str()), (StatusCode::NOT_FOUND, "no_route"));
-        let (s, code) = error_code(
-            doc.client
-                .delete(app.url("/api/v1/patients"))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (s, code) = doc
+            .client
+            .delete(app.url("/api/v1/patients"))
+            .error_of()
+            .await;
         assert_eq!(
             (s, code.as_str()),
             (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
         );
-        let (s, _) = error_code(
-            doc.client
-                .get(app.url("/api/v1/patients/does-not-exist"))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (s, _) = doc
+            .client
+            .get(app.url("/api/v1/patients/does-not-exist"))
+            .error_of()
+            .await;
         assert_eq!(s, StatusCode::NOT_FOUND);
     }
 }
@@ -207,15 +194,11 @@ async fn forged_expired_and_malformed_credentials_are_refused() {
                 .await,
             StatusCode::NO_CONTENT
         );
-        let (s, code) = error_code(
-            plain
-                .get(&users)
-                .header("cookie", &cookie_header)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (s, code) = plain
+            .get(&users)
+            .header("cookie", &cookie_header)
+            .error_of()
+            .await;
         assert_eq!(
             (s, code.as_str()),
             (StatusCode::UNAUTHORIZED, "session_expired")

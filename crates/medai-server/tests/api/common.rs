@@ -359,10 +359,16 @@ pub async fn error_code(r: reqwest::Response) -> (StatusCode, String) {
 /// Sends a request and returns only its status.
 pub trait StatusOf {
     fn status_of(self) -> impl std::future::Future<Output = StatusCode> + Send;
+    /// Sends a request and returns its status and JSON error code.
+    fn error_of(self) -> impl std::future::Future<Output = (StatusCode, String)> + Send;
 }
 
 impl StatusOf for reqwest::RequestBuilder {
     async fn status_of(self) -> StatusCode {
         self.send().await.unwrap().status()
+    }
+
+    async fn error_of(self) -> (StatusCode, String) {
+        error_code(self.send().await.unwrap()).await
     }
 }

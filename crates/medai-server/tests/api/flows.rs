@@ -107,7 +107,7 @@ async fn first_run_setup_then_admin_login_with_totp_and_recovery_codes() {
         assert_eq!(r.status(), StatusCode::OK);
         let step: Value = r.json().await.unwrap();
         assert_eq!(step["mfa_required"], true);
-        let (s, code) = error_code(admin.get(app.url("/api/v1/users")).send().await.unwrap()).await;
+        let (s, code) = admin.get(app.url("/api/v1/users")).error_of().await;
         assert_eq!(
             (s, code.as_str()),
             (StatusCode::UNAUTHORIZED, "mfa_required")
@@ -121,8 +121,10 @@ async fn first_run_setup_then_admin_login_with_totp_and_recovery_codes() {
         assert_eq!(r.status(), StatusCode::OK);
         let info: Value = r.json().await.unwrap();
         assert_eq!(info["role"], "admin");
-        let r = admin.get(app.url("/api/v1/users")).send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(
+            admin.get(app.url("/api/v1/users")).status_of().await,
+            StatusCode::OK
+        );
 
         // The same code cannot be used again, even for a fresh password step.
         let again = client();
@@ -132,15 +134,11 @@ async fn first_run_setup_then_admin_login_with_totp_and_recovery_codes() {
             .send()
             .await
             .unwrap();
-        let (s, code) = error_code(
-            again
-                .post(app.url("/api/v1/auth/totp"))
-                .json(&json!({"code": app.code(&secret)}))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (s, code) = again
+            .post(app.url("/api/v1/auth/totp"))
+            .json(&json!({"code": app.code(&secret)}))
+            .error_of()
+            .await;
         assert_eq!(
             (s, code.as_str()),
             (StatusCode::UNAUTHORIZED, "code_already_used")
@@ -163,15 +161,11 @@ async fn first_run_setup_then_admin_login_with_totp_and_recovery_codes() {
             .send()
             .await
             .unwrap();
-        let (s, code) = error_code(
-            third
-                .post(app.url("/api/v1/auth/recovery"))
-                .json(&json!({"code": codes[0]}))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (s, code) = third
+            .post(app.url("/api/v1/auth/recovery"))
+            .json(&json!({"code": codes[0]}))
+            .error_of()
+            .await;
         assert_eq!(
             (s, code.as_str()),
             (StatusCode::UNAUTHORIZED, "invalid_code")
@@ -297,40 +291,32 @@ async fn clinician_sees_only_their_care_team_and_breaks_glass_with_a_reason() {
                 && e.event.actor_id.as_deref() == Some(alice.id.as_str())));
         // Nurses cannot break glass.
         let bg = format!("/api/v1/patients/{foreign}/break-glass");
-        let r = nina
+        assert_eq!(
+            nina.client
+                .post(app.url(&bg))
+                .json(&json!({"reason": "patient collapsed in corridor"}))
+                .status_of()
+                .await,
+            StatusCode::FORBIDDEN
+        );
+        // A reason is required.
+        let (s, code) = alice
             .client
             .post(app.url(&bg))
-            .json(&json!({"reason": "patient collapsed in corridor"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::FORBIDDEN);
-        // A reason is required.
-        let (s, code) = error_code(
-            alice
-                .client
-                .post(app.url(&bg))
-                .json(&json!({"reason": "x"}))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+            .json(&json!({"reason": "x"}))
+            .error_of()
+            .await;
         assert_eq!(
             (s, code.as_str()),
             (StatusCode::UNPROCESSABLE_ENTITY, "reason_required")
         );
         // Not needed on one's own patient.
-        let (s, _) = error_code(
-            alice
-                .client
-                .post(app.url(&format!("/api/v1/patients/{own}/break-glass")))
-                .json(&json!({"reason": "emergency in the ward"}))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (s, _) = alice
+            .client
+            .post(app.url(&format!("/api/v1/patients/{own}/break-glass")))
+            .json(&json!({"reason": "emergency in the ward"}))
+            .error_of()
+            .await;
         assert_eq!(s, StatusCode::CONFLICT);
 
         let r = alice
@@ -397,37 +383,40 @@ async fn clinician_sees_only_their_care_team_and_breaks_glass_with_a_reason() {
             }
         }
         app.clock.advance(60);
-        let r = alice
-            .client
-            .get(app.url(&format!("/api/v1/patients/{foreign}")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            alice
+                .client
+                .get(app.url(&format!("/api/v1/patients/{foreign}")))
+                .status_of()
+                .await,
+            StatusCode::FORBIDDEN
+        );
 
         // Admins manage care teams but cannot read clinical content.
-        let r = admin
-            .client
-            .get(app.url(&format!("/api/v1/patients/{own}")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::FORBIDDEN);
-        let r = admin
-            .client
-            .put(app.url(&format!("/api/v1/patients/{foreign}/care-teams")))
-            .json(&json!({"care_team_ids": [cardio, onco]}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::NO_CONTENT);
-        let r = nina
-            .client
-            .get(app.url(&format!("/api/v1/patients/{foreign}")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(
+            admin
+                .client
+                .get(app.url(&format!("/api/v1/patients/{own}")))
+                .status_of()
+                .await,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            admin
+                .client
+                .put(app.url(&format!("/api/v1/patients/{foreign}/care-teams")))
+                .json(&json!({"care_team_ids": [cardio, onco]}))
+                .status_of()
+                .await,
+            StatusCode::NO_CONTENT
+        );
+        assert_eq!(
+            nina.client
+                .get(app.url(&format!("/api/v1/patients/{foreign}")))
+                .status_of()
+                .await,
+            StatusCode::OK
+        );
     }
 }
 
@@ -500,8 +489,7 @@ async fn patient_search_update_and_validation() {
         );
         // Registering on someone else's team is refused.
         let other = app.care_team(&admin, "ward-8").await;
-        let r = doc.client.post(app.url("/api/v1/patients")).json(&json!({"mrn": "MRN-3", "given_name": "A", "family_name": "B", "date_of_birth": "1970-03-04", "sex": "male", "care_team_ids": [other]})).send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert_eq!(doc.client.post(app.url("/api/v1/patients")).json(&json!({"mrn": "MRN-3", "given_name": "A", "family_name": "B", "date_of_birth": "1970-03-04", "sex": "male", "care_team_ids": [other]})).status_of().await, StatusCode::FORBIDDEN);
     }
 }
 
@@ -518,14 +506,11 @@ async fn sessions_end_when_idle_too_old_logged_out_or_revoked() {
         app.clock.advance(14 * 60);
         me(&app, &doc.client).await;
         app.clock.advance(15 * 60);
-        let (s, code) = error_code(
-            doc.client
-                .get(app.url("/api/v1/auth/session"))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (s, code) = doc
+            .client
+            .get(app.url("/api/v1/auth/session"))
+            .error_of()
+            .await;
         assert_eq!(
             (s, code.as_str()),
             (StatusCode::UNAUTHORIZED, "session_expired"),
@@ -546,7 +531,7 @@ async fn sessions_end_when_idle_too_old_logged_out_or_revoked() {
             me(&app, &c).await;
         }
         app.clock.advance(14 * 60);
-        let (s, _) = error_code(c.get(app.url("/api/v1/auth/session")).send().await.unwrap()).await;
+        let (s, _) = c.get(app.url("/api/v1/auth/session")).error_of().await;
         assert_eq!(s, StatusCode::UNAUTHORIZED);
 
         // Logout revokes the session.
@@ -566,26 +551,18 @@ async fn sessions_end_when_idle_too_old_logged_out_or_revoked() {
         let a = app.login("doc", PASSWORD, &doc.secret).await;
         app.next_totp_step();
         let b = app.login("doc", PASSWORD, &doc.secret).await;
-        let r = a.post(app.url("/api/v1/auth/password")).json(&json!({"current_password": "wrong wrong wrong", "new_password": "another long passphrase"})).send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-        let r = a
-            .post(app.url("/api/v1/auth/password"))
-            .json(&json!({"current_password": PASSWORD, "new_password": "doc1234567890"}))
-            .send()
-            .await
-            .unwrap();
+        assert_eq!(a.post(app.url("/api/v1/auth/password")).json(&json!({"current_password": "wrong wrong wrong", "new_password": "another long passphrase"})).status_of().await, StatusCode::UNAUTHORIZED);
         assert_eq!(
-            r.status(),
+            a.post(app.url("/api/v1/auth/password"))
+                .json(&json!({"current_password": PASSWORD, "new_password": "doc1234567890"}))
+                .status_of()
+                .await,
             StatusCode::UNPROCESSABLE_ENTITY,
             "contains the username"
         );
-        let r = a
+        assert_eq!(a
             .post(app.url("/api/v1/auth/password"))
-            .json(&json!({"current_password": PASSWORD, "new_password": "another long passphrase"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+            .json(&json!({"current_password": PASSWORD, "new_password": "another long passphrase"})).status_of().await, StatusCode::NO_CONTENT);
         assert_eq!(
             a.get(app.url("/api/v1/auth/session")).status_of().await,
             StatusCode::UNAUTHORIZED
@@ -632,13 +609,14 @@ async fn sessions_end_when_idle_too_old_logged_out_or_revoked() {
         let c = app.login("doc", "a third long passphrase", &secret).await;
 
         // Disabling ends sessions and refuses new logins with the generic error.
-        let r = admin
-            .client
-            .post(app.url(&format!("/api/v1/users/{}/disable", doc.id)))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        assert_eq!(
+            admin
+                .client
+                .post(app.url(&format!("/api/v1/users/{}/disable", doc.id)))
+                .status_of()
+                .await,
+            StatusCode::NO_CONTENT
+        );
         assert_eq!(
             c.get(app.url("/api/v1/auth/session")).status_of().await,
             StatusCode::UNAUTHORIZED
@@ -651,15 +629,11 @@ async fn sessions_end_when_idle_too_old_logged_out_or_revoked() {
             .unwrap();
         assert_eq!(error_code(r).await.1, "invalid_credentials");
         // The last administrator cannot be disabled.
-        let (s, code) = error_code(
-            admin
-                .client
-                .post(app.url(&format!("/api/v1/users/{}/disable", admin.id)))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (s, code) = admin
+            .client
+            .post(app.url(&format!("/api/v1/users/{}/disable", admin.id)))
+            .error_of()
+            .await;
         assert_eq!((s, code.as_str()), (StatusCode::CONFLICT, "last_admin"));
     }
 }
@@ -768,23 +742,20 @@ async fn service_tokens_authenticate_integrations_only_for_their_role() {
             StatusCode::FORBIDDEN
         );
         // Tokens cannot be made for people.
-        let r = admin
-            .client
-            .post(app.url("/api/v1/tokens"))
-            .json(&json!({"user_id": admin.id, "name": "x"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            admin
+                .client
+                .post(app.url("/api/v1/tokens"))
+                .json(&json!({"user_id": admin.id, "name": "x"}))
+                .status_of()
+                .await,
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
         // Expiry and revocation.
         app.clock.advance(31 * 86_400);
-        let (s, code) = error_code(
-            bearer(c.get(app.url("/api/v1/auth/session")))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (s, code) = bearer(c.get(app.url("/api/v1/auth/session")))
+            .error_of()
+            .await;
         assert_eq!(
             (s, code.as_str()),
             (StatusCode::UNAUTHORIZED, "invalid_token")
@@ -836,13 +807,10 @@ async fn replicas_share_sessions_and_throttling_through_redis() {
     let admin = a.admin().await;
     let b = a.replica().await;
     // The session made on replica A works on replica B.
-    let r = admin
-        .client
-        .get(b.url("/api/v1/users"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        admin.client.get(b.url("/api/v1/users")).status_of().await,
+        StatusCode::OK
+    );
     // Failures spread over replicas add up.
     let c = client();
     for app in [&a, &b, &a, &b] {
@@ -852,13 +820,13 @@ async fn replicas_share_sessions_and_throttling_through_redis() {
             .await
             .unwrap();
     }
-    let r = c
-        .post(b.url("/api/v1/auth/login"))
-        .json(&json!({"username": "root-admin", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        c.post(b.url("/api/v1/auth/login"))
+            .json(&json!({"username": "root-admin", "password": PASSWORD}))
+            .status_of()
+            .await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
     // Logout on B ends the session on A.
     assert_eq!(
         admin
@@ -929,13 +897,14 @@ async fn guesses_spread_over_many_accounts_are_throttled_per_client_address() {
         let admin = app.admin().await;
         let c = client();
         for i in 0..21 {
-            let r = c
-                .post(app.url("/api/v1/auth/login"))
-                .json(&json!({"username": format!("guess-{i}"), "password": "password123456"}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{kind:?} attempt {i}");
+            assert_eq!(
+                c.post(app.url("/api/v1/auth/login"))
+                    .json(&json!({"username": format!("guess-{i}"), "password": "password123456"}))
+                    .status_of()
+                    .await,
+                StatusCode::UNAUTHORIZED,
+                "{kind:?} attempt {i}"
+            );
         }
         // The address now backs off, even for an account with no failures of its own.
         let r = c
@@ -950,13 +919,13 @@ async fn guesses_spread_over_many_accounts_are_throttled_per_client_address() {
             (StatusCode::TOO_MANY_REQUESTS, "throttled")
         );
         app.clock.advance(1);
-        let r = c
-            .post(app.url("/api/v1/auth/login"))
-            .json(&json!({"username": "root-admin", "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(
+            c.post(app.url("/api/v1/auth/login"))
+                .json(&json!({"username": "root-admin", "password": PASSWORD}))
+                .status_of()
+                .await,
+            StatusCode::OK
+        );
         drop(admin);
     }
 }

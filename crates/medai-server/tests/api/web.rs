@@ -100,8 +100,10 @@ async fn setup_link_pages_create_the_first_administrator() {
         .await
         .unwrap()
         .contains("invalid, expired or already used"));
-    let r = c.get(app.url("/setup")).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        c.get(app.url("/setup")).status_of().await,
+        StatusCode::BAD_REQUEST
+    );
 
     // The administrator signs in with password and TOTP.
     app.next_totp_step();
