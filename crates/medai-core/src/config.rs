@@ -27,10 +27,15 @@ pub struct Config {
     /// `data_dir`.
     #[serde(serialize_with = "mask_url")]
     pub database_url: Option<SecretString>,
-    /// `redis://…` (or `rediss://…`) to keep sessions and login throttling in Redis, shared by
-    /// replicas; unset keeps them in this process.
+    /// `redis://…` (or `rediss://…` for TLS) to keep sessions and login throttling in Redis,
+    /// shared by replicas; unset keeps them in this process. A `rediss://` server's certificate
+    /// is checked against the public (Mozilla) roots built into medai, or `redis_ca_file`.
     #[serde(serialize_with = "mask_url")]
     pub redis_url: Option<SecretString>,
+    /// PEM file of the CA certificates that sign the Redis server's certificate, for a private
+    /// CA such as Memorystore's; it replaces the public roots for Redis. Only with `rediss://`.
+    /// The file must exist and hold at least one certificate (checked at start).
+    pub redis_ca_file: Option<PathBuf>,
     /// The URL users reach medai at (used in setup links and to decide `Secure` cookies);
     /// defaults to `http(s)://<listen>`.
     pub public_url: Option<String>,
@@ -47,6 +52,41 @@ pub struct Config {
     /// Longest wait for in-flight requests at shutdown.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// The tamper-evident audit log: signed checkpoints and verification.
+    pub audit: AuditConfig,
+}
+
+/// Settings of the tamper-evident audit log.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// The log's name in signed checkpoints and the signing key's name, e.g.
+    /// `medai.hospital.example/audit`; used when the signing key is created.
+    pub origin: String,
+    /// How often a checkpoint of the tree is signed (also at shutdown).
+    #[serde(with = "humantime_serde")]
+    pub checkpoint_interval: Duration,
+    /// The external checkpoint sink: a directory each signed checkpoint is written to (default
+    /// `<data_dir>/audit-checkpoints`). Put it on storage the database administrators cannot
+    /// rewrite (another host, or object storage with a retention lock, mounted or synced).
+    pub checkpoint_dir: Option<PathBuf>,
+    /// How often the server re-verifies the whole log.
+    #[serde(with = "humantime_serde")]
+    pub verify_interval: Duration,
+    /// Public key files of signing keys retired by a rotation: their checkpoints still verify.
+    pub retired_public_keys: Vec<PathBuf>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            origin: "medai.local/audit".into(),
+            checkpoint_interval: Duration::from_secs(10),
+            checkpoint_dir: None,
+            verify_interval: Duration::from_secs(3600),
+            retired_public_keys: Vec::new(),
+        }
+    }
 }
 
 impl Default for Config {
@@ -57,6 +97,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./medai-data"),
             database_url: None,
             redis_url: None,
+            redis_ca_file: None,
             public_url: None,
             log_format: LogFormat::Json,
             tls: None,
@@ -64,6 +105,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
             shutdown_grace: Duration::from_secs(30),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -311,6 +353,25 @@ impl Config {
             Duration::ZERO,
             Duration::from_secs(600),
         )?;
+        within(
+            "audit.checkpoint_interval",
+            self.audit.checkpoint_interval,
+            Duration::from_secs(1),
+            Duration::from_secs(3600),
+        )?;
+        within(
+            "audit.verify_interval",
+            self.audit.verify_interval,
+            Duration::from_secs(60),
+            Duration::from_secs(7 * 24 * 3600),
+        )?;
+        let o = &self.audit.origin;
+        if o.is_empty() || o.len() > 200 || o.contains(|c: char| c.is_whitespace() || c == '+') {
+            return Err(err(
+                "audit.origin",
+                "must be 1 to 200 characters without spaces or '+', e.g. medai.hospital.example/audit",
+            ));
+        }
         if self.listen == self.metrics_listen && self.listen.port() != 0 {
             return Err(err(
                 "metrics_listen",
@@ -329,6 +390,23 @@ impl Config {
             let u = url.expose_secret();
             if !(u.starts_with("redis://") || u.starts_with("rediss://")) {
                 return Err(err("redis_url", "must start with redis:// or rediss://"));
+            }
+        }
+        if let Some(ca) = &self.redis_ca_file {
+            // Whether the file exists and parses is checked where files are read (the binary
+            // and the session store); this crate does no I/O.
+            if ca.as_os_str().is_empty() {
+                return Err(err("redis_ca_file", "must not be empty"));
+            }
+            let tls = self
+                .redis_url
+                .as_ref()
+                .is_some_and(|u| u.expose_secret().starts_with("rediss://"));
+            if !tls {
+                return Err(err(
+                    "redis_ca_file",
+                    "needs a `redis_url` starting with rediss:// (TLS); a CA is only used over TLS",
+                ));
             }
         }
         if let Some(p) = &self.public_url {
@@ -353,6 +431,19 @@ impl Config {
                 self.data_dir.join("medai.db").display()
             ),
         }
+    }
+
+    /// The directory signed audit checkpoints are written to.
+    pub fn effective_checkpoint_dir(&self) -> PathBuf {
+        self.audit
+            .checkpoint_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("audit-checkpoints"))
+    }
+
+    /// The audit checkpoint signing key file (its public key is beside it, `.pub`).
+    pub fn audit_key_path(&self) -> PathBuf {
+        self.data_dir.join("audit-signing.key")
     }
 
     /// The public base URL, without a trailing slash.
@@ -457,6 +548,27 @@ mod tests {
         let mut c = Config::default();
         c.auth.argon2.memory_kib = 1024;
         assert_eq!(c.validate().unwrap_err().key, "auth.argon2");
+    }
+
+    #[test]
+    fn redis_ca_file_needs_a_tls_redis_url() {
+        let with = |url: Option<&str>, ca: &str| Config {
+            redis_url: url.map(SecretString::from),
+            redis_ca_file: Some(PathBuf::from(ca)),
+            ..Config::default()
+        };
+        for url in [None, Some("redis://cache:6379")] {
+            let e = with(url, "/etc/medai/redis-ca.pem").validate().unwrap_err();
+            assert_eq!(e.key, "redis_ca_file");
+            assert!(e.to_string().contains("rediss://"), "{e}");
+        }
+        let e = with(Some("rediss://cache:6378"), "")
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.key, "redis_ca_file");
+        with(Some("rediss://:auth@cache:6378"), "/etc/medai/redis-ca.pem")
+            .validate()
+            .unwrap();
     }
 
     #[test]

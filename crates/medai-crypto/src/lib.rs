@@ -4,6 +4,8 @@
 //! This crate never logs or prints key material and never writes a key file readable by others.
 //! Envelope encryption with rotating data keys and cloud KMS providers build on this.
 
+pub mod envelope;
+
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::engine::general_purpose::STANDARD;

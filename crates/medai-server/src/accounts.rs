@@ -215,16 +215,29 @@ pub async fn reset_mfa(
 /// Longest token lifetime accepted, in days.
 pub const MAX_TOKEN_DAYS: u32 = 366;
 
+/// Scopes a service token may carry: actions beyond the service role, granted per token.
+pub const TOKEN_SCOPES: &[&str] = &["audit.read"];
+
 /// Creates a bearer token for a service account; returns the stored token and the secret, which
 /// is shown once and never stored.
+/// `scopes` each come from [`TOKEN_SCOPES`].
 pub async fn create_token(
     conn: &mut AnyConnection,
     base: &AuditEvent,
     user_id: &str,
     name: &str,
     days: u32,
+    scopes: &[String],
     now: i64,
 ) -> Result<(ApiToken, String), AccountError> {
+    for s in scopes {
+        if !TOKEN_SCOPES.contains(&s.as_str()) {
+            return Err(AccountError::Invalid(format!(
+                "unknown token scope; allowed: {}",
+                TOKEN_SCOPES.join(", ")
+            )));
+        }
+    }
     let u = users::by_id(conn, user_id)
         .await?
         .ok_or(AccountError::NotFound("user"))?;
@@ -257,6 +270,7 @@ pub async fn create_token(
         created_at: now,
         expires_at: now + i64::from(days) * 86_400,
         revoked_at: None,
+        scopes: scopes.join(" "),
     };
     tokens::insert(conn, &t, &sha256_hex(secret.as_bytes())).await?;
     let mut e = base.clone();
@@ -264,7 +278,7 @@ pub async fn create_token(
     audit::append(
         conn,
         &e.target_user(user_id)
-            .detail(&serde_json::json!({ "token_id": t.id })),
+            .detail(&serde_json::json!({ "token_id": t.id, "scopes": t.scopes })),
     )
     .await?;
     Ok((t, secret))

@@ -7,7 +7,7 @@ use crate::state::AppState;
 use medai_core::audit::Outcome;
 use medai_core::authz::{patient_access, PatientAccess, PatientRelation};
 use medai_core::Action;
-use medai_store::{audit, break_glass, patients, StoreError};
+use medai_store::{break_glass, patients, StoreError};
 
 /// Records a refusal (audit event and metric) and returns the 403 to send.
 async fn deny(
@@ -24,11 +24,7 @@ async fn deny(
     if let Some(pid) = patient_id {
         e = e.patient(pid);
     }
-    let written = async {
-        let mut conn = st.store.pool().acquire().await.map_err(StoreError::from)?;
-        audit::append(&mut conn, &e).await
-    }
-    .await;
+    let written = st.audit.append(&e).await;
     match written {
         Ok(_) => match reason {
             "out_of_scope_break_glass_possible" => ApiError::forbidden(
@@ -49,7 +45,14 @@ async fn deny(
 
 /// Requires that the principal's role permits `action`.
 pub async fn require(st: &AppState, p: &Principal, action: Action) -> Result<(), ApiError> {
-    if p.user.role.permits(action) {
+    let scoped = match &p.auth {
+        crate::extract::AuthKind::Token { scopes, .. } => {
+            crate::accounts::TOKEN_SCOPES.contains(&action.as_str())
+                && scopes.iter().any(|s| s == action.as_str())
+        }
+        crate::extract::AuthKind::Session { .. } => false,
+    };
+    if p.user.role.permits(action) || scoped {
         Ok(())
     } else {
         Err(deny(st, p, action, None, "role").await)

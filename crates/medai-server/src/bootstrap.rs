@@ -2,6 +2,7 @@
 //! the first administrator's setup link, and the application state.
 
 use crate::accounts::setup_link_if_needed;
+use crate::audit_log::{AuditLog, Intervals};
 use crate::metrics::Metrics;
 use crate::state::{AppState, Shared};
 use medai_core::config::Config;
@@ -9,6 +10,8 @@ use medai_core::identity::PasswordHasher;
 use medai_core::Clock;
 use medai_crypto::{CryptoError, MasterKey};
 use medai_store::ephemeral::Ephemeral;
+use medai_store::phi_keys::PhiCipher;
+use medai_store::redis_tls::RedisCa;
 use medai_store::{SchemaStatus, Store, StoreError};
 use secrecy::ExposeSecret as _;
 use std::path::{Path, PathBuf};
@@ -31,17 +34,83 @@ pub enum BootError {
     /// The database failed or its schema does not match.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The audit checkpoint signing key failed.
+    #[error(transparent)]
+    AuditKey(#[from] medai_audit::AuditError),
     /// Password hashing parameters were rejected.
     #[error("auth.argon2: {0}")]
     Hasher(String),
+}
+
+/// The keys start-up loaded: the key-encryption key (the local key file) and the PHI keys it
+/// unwrapped from the database.
+#[derive(Debug)]
+pub struct Keys {
+    /// The key file's key: seals TOTP seeds and wraps the PHI keys.
+    pub master: MasterKey,
+    /// The unwrapped PHI data keys and blind-index key.
+    pub phi: PhiCipher,
+}
+
+/// Patient rows encrypted per transaction by [`encrypt_plaintext_patients`].
+const ENCRYPT_BATCH: i64 = 500;
+
+/// Encrypts every patient row still held in plaintext (rows written before encryption at rest),
+/// one committed batch at a time, so an interrupted run resumes where it stopped. Returns how
+/// many rows it encrypted.
+pub async fn encrypt_plaintext_patients(store: &Store, phi: &PhiCipher) -> Result<u64, StoreError> {
+    let mut total = 0;
+    loop {
+        let mut tx = store.begin().await?;
+        let n = medai_store::patients::encrypt_plaintext(&mut tx, phi, ENCRYPT_BATCH).await?;
+        tx.commit().await?;
+        total += n;
+        if n == 0 {
+            return Ok(total);
+        }
+    }
+}
+
+/// Loads (on first run: creates) the PHI keys, wrapped by `master`, and encrypts any plaintext
+/// patient rows. The database must be migrated.
+pub async fn load_phi_keys(
+    store: &Store,
+    master: &MasterKey,
+    now: i64,
+) -> Result<(PhiCipher, u64), StoreError> {
+    let mut conn = store.pool().acquire().await?;
+    let phi = match medai_store::phi_keys::load_or_init(&mut conn, master, now).await {
+        Ok(phi) => phi,
+        Err(e) => {
+            if let StoreError::KeyUnwrap {
+                purpose, version, ..
+            } = &e
+            {
+                // The wrong key file (or a tampered key row): recorded before refusing to start.
+                let event = medai_core::audit::AuditEvent::new(
+                    now,
+                    "phi.key_unwrap_failed",
+                    medai_core::audit::Outcome::Failure,
+                )
+                .detail(&serde_json::json!({ "purpose": purpose, "version": version }));
+                if let Err(err) = medai_store::audit::append(&mut conn, &event).await {
+                    tracing::error!(target: "security", error = %err, "audit append of a key unwrap failure failed");
+                }
+            }
+            return Err(e);
+        }
+    };
+    drop(conn);
+    let encrypted = encrypt_plaintext_patients(store, &phi).await?;
+    Ok((phi, encrypted))
 }
 
 /// What start-up prepared.
 pub struct Prepared {
     /// The database.
     pub store: Store,
-    /// The master key.
-    pub key: MasterKey,
+    /// The key file's key and the PHI keys.
+    pub key: Keys,
     /// Whether the key file was created now.
     pub key_created: bool,
     /// Whether migrations were applied now (fresh database).
@@ -82,14 +151,16 @@ fn ensure_data_dir(dir: &Path) -> Result<(), BootError> {
 pub async fn prepare(config: &Config, now: i64) -> Result<Prepared, BootError> {
     ensure_data_dir(&config.data_dir)?;
     let (key, key_created) = MasterKey::load_or_create(&key_path(config))?;
+    medai_audit::CheckpointSigner::load_or_create(&config.audit_key_path(), &config.audit.origin)?;
     let store = Store::connect(&config.effective_database_url()).await?;
     let migrated = store.ensure_schema_for_serve().await?;
+    let (phi, _) = load_phi_keys(&store, &key, now).await?;
     let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
     let setup_url = setup_link_if_needed(&mut conn, config, now).await?;
     drop(conn);
     Ok(Prepared {
         store,
-        key,
+        key: Keys { master: key, phi },
         key_created,
         migrated,
         setup_url,
@@ -121,29 +192,64 @@ pub async fn state(
     clock: Arc<dyn Clock>,
 ) -> Result<AppState, BootError> {
     let ephemeral = match &config.redis_url {
-        Some(url) => Ephemeral::redis(url.expose_secret(), "medai:").await?,
+        Some(url) => {
+            let ca = match &config.redis_ca_file {
+                Some(path) => Some(RedisCa::load(path)?),
+                None => None,
+            };
+            Ephemeral::redis(url.expose_secret(), ca.as_ref(), "medai:").await?
+        }
         None => Ephemeral::memory(),
     };
     state_with(config, prepared.store, prepared.key, ephemeral, clock)
 }
 
-/// Builds the state from parts (tests choose their own session store and clock).
+/// Builds the state from parts (tests choose their own session store and clock) and starts the
+/// audit log's background tasks; call it inside the runtime.
 pub fn state_with(
     config: Config,
     store: Store,
-    key: MasterKey,
+    key: Keys,
     ephemeral: Ephemeral,
     clock: Arc<dyn Clock>,
 ) -> Result<AppState, BootError> {
     let hasher =
         PasswordHasher::new(config.auth.argon2).map_err(|e| BootError::Hasher(e.to_string()))?;
+    let (signer, _) = medai_audit::CheckpointSigner::load_or_create(
+        &config.audit_key_path(),
+        &config.audit.origin,
+    )?;
+    let mut retired = Vec::new();
+    for path in &config.audit.retired_public_keys {
+        let text = std::fs::read_to_string(path).map_err(|e| medai_audit::AuditError::KeyFile {
+            path: path.clone(),
+            problem: format!("audit.retired_public_keys: {e}"),
+        })?;
+        medai_audit::CheckpointVerifier::new(&text)?;
+        retired.push(text.trim().to_owned());
+    }
+    let metrics = Metrics::new();
+    let audit = AuditLog::start(
+        store.clone(),
+        signer,
+        retired,
+        config.effective_checkpoint_dir(),
+        clock.clone(),
+        metrics.audit.clone(),
+        Intervals {
+            checkpoint: config.audit.checkpoint_interval,
+            verify: config.audit.verify_interval,
+        },
+    );
     Ok(AppState::new(Shared {
         config,
         store,
         ephemeral,
         hasher,
-        key,
+        key: key.master,
+        phi: medai_store::phi_keys::PhiKeyring::new(key.phi),
         clock,
-        metrics: Metrics::new(),
+        metrics,
+        audit,
     }))
 }

@@ -157,6 +157,8 @@ pub enum AuthKind {
     Token {
         /// The token's id.
         token_id: String,
+        /// Actions granted beyond the role.
+        scopes: Vec<String>,
     },
 }
 
@@ -298,7 +300,10 @@ async fn bearer(
     }
     Ok(Principal {
         user,
-        auth: AuthKind::Token { token_id: t.id },
+        auth: AuthKind::Token {
+            scopes: t.scopes.split_whitespace().map(str::to_owned).collect(),
+            token_id: t.id,
+        },
         client,
     })
 }

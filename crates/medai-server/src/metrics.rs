@@ -41,6 +41,13 @@ pub struct ActionLabels {
     pub action: String,
 }
 
+/// Why a PHI field could not be decrypted.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecryptLabels {
+    /// `malformed`, `authentication` (wrong key or tampering) or `missing_key_version`.
+    pub reason: String,
+}
+
 /// Build information.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
@@ -84,8 +91,31 @@ pub struct Metrics {
     pub phi_reads: Family<RoleLabels, Counter>,
     /// Audit events that could not be written (the request failed with them).
     pub audit_append_failures: Counter,
+    /// PHI fields that failed to decrypt, by reason.
+    pub phi_decrypt_failures: Family<DecryptLabels, Counter>,
     /// Database pool connections by state (set at scrape time).
     pub db_pool: Family<PoolLabels, Gauge>,
+    /// The audit log's metrics (shared with its background tasks).
+    pub audit: AuditMetrics,
+}
+
+/// Metrics of the tamper-evident audit log; cheap to clone into background tasks.
+#[derive(Clone, Debug, Default)]
+pub struct AuditMetrics {
+    /// Events placed in the Merkle tree.
+    pub events_appended: Counter,
+    /// Events in the Merkle tree.
+    pub tree_size: Gauge,
+    /// Checkpoints signed.
+    pub checkpoints: Counter,
+    /// Integration, checkpoint or sink errors.
+    pub log_errors: Counter,
+    /// 1 when the last verification passed, 0 when it found a break, -1 before the first.
+    pub verification_ok: Gauge,
+    /// Unix time of the last verification.
+    pub last_verification: Gauge,
+    /// Seconds the last verification took.
+    pub verification_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Metrics {
@@ -131,6 +161,12 @@ impl Metrics {
             "Break-glass grants made",
             break_glass_grants.clone(),
         );
+        let phi_decrypt_failures = Family::<DecryptLabels, Counter>::default();
+        registry.register(
+            "phi_decrypt_failures",
+            "PHI fields that failed to decrypt (corrupted ciphertext, wrong key, missing key version)",
+            phi_decrypt_failures.clone(),
+        );
         let phi_reads = Family::<RoleLabels, Counter>::default();
         registry.register(
             "phi_reads",
@@ -149,6 +185,43 @@ impl Metrics {
             "Database pool connections by state",
             db_pool.clone(),
         );
+        let audit = AuditMetrics::default();
+        audit.verification_ok.set(-1);
+        registry.register(
+            "audit_events_appended",
+            "Audit events appended to the Merkle log",
+            audit.events_appended.clone(),
+        );
+        registry.register(
+            "audit_tree_size",
+            "Events in the audit Merkle tree",
+            audit.tree_size.clone(),
+        );
+        registry.register(
+            "audit_checkpoints",
+            "Signed audit checkpoints written",
+            audit.checkpoints.clone(),
+        );
+        registry.register(
+            "audit_log_errors",
+            "Audit log integration, checkpoint or checkpoint-sink errors",
+            audit.log_errors.clone(),
+        );
+        registry.register(
+            "audit_verification_ok",
+            "1 if the last audit log verification passed, 0 if it found a break, -1 before the first",
+            audit.verification_ok.clone(),
+        );
+        registry.register(
+            "audit_last_verification_timestamp_seconds",
+            "Unix time of the last audit log verification",
+            audit.last_verification.clone(),
+        );
+        registry.register(
+            "audit_verification_duration_seconds",
+            "Seconds the last audit log verification took",
+            audit.verification_seconds.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -166,8 +239,10 @@ impl Metrics {
             access_denied,
             break_glass_grants,
             phi_reads,
+            phi_decrypt_failures,
             audit_append_failures,
             db_pool,
+            audit,
         }
     }
 
@@ -176,6 +251,15 @@ impl Metrics {
         self.logins
             .get_or_create(&OutcomeLabels {
                 outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a PHI field that failed to decrypt.
+    pub fn phi_decrypt_failure(&self, reason: &str) {
+        self.phi_decrypt_failures
+            .get_or_create(&DecryptLabels {
+                reason: reason.to_owned(),
             })
             .inc();
     }

@@ -149,6 +149,9 @@ pub async fn run_until(
 ) -> Result<(), ServeError> {
     let grace = state.config.shutdown_grace;
     let store = state.store.clone();
+    let clock = state.clock.clone();
+    let audit = state.clone();
+    let audit = &audit.audit;
     let running = start(state).await?;
     tracing::info!(addr = %running.addr, metrics_addr = %running.metrics_addr, "medai serving");
     shutdown.await;
@@ -158,6 +161,15 @@ pub async fn run_until(
     );
     running.shutdown(grace);
     let result = running.wait().await;
+    // Seal what was written before stopping: place every committed event in the tree and sign a
+    // final checkpoint into the database and the checkpoint directory.
+    match audit.checkpoint(clock.now()).await {
+        Ok(Some(cp)) => tracing::info!(tree_size = cp.size, "signed the shutdown audit checkpoint"),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(target: "security", error = %e, "shutdown audit checkpoint failed")
+        }
+    }
     store.close().await;
     result
 }

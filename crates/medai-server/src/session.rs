@@ -7,9 +7,9 @@ use axum::http::HeaderValue;
 use medai_core::audit::{AuditEvent, Outcome};
 use medai_core::identity::{random_token, sha256_hex};
 use medai_core::throttle::ThrottleDecision;
+use medai_store::audit;
 use medai_store::ephemeral::SessionRecord;
 use medai_store::users::User;
-use medai_store::{audit, StoreError};
 
 /// `Set-Cookie` for a new session token: `HttpOnly; SameSite=Strict; Path=/`, plus `Secure`
 /// when served over TLS or behind an https public URL. No `Max-Age`: the server enforces the
@@ -161,12 +161,7 @@ pub async fn record_failure(
 
 /// Appends one audit event in its own transaction; a failure fails the request.
 pub async fn append_now(st: &AppState, e: &AuditEvent) -> Result<(), ApiError> {
-    let result = async {
-        let mut conn = st.store.pool().acquire().await.map_err(StoreError::from)?;
-        audit::append(&mut conn, e).await
-    }
-    .await;
-    result.map(|_| ()).map_err(|err| {
+    st.audit.append(e).await.map_err(|err| {
         st.metrics.audit_append_failures.inc();
         ApiError::Internal(format!("audit append failed: {err}"))
     })

@@ -26,10 +26,14 @@ pub struct Shared {
     pub hasher: PasswordHasher,
     /// The key that seals TOTP seeds.
     pub key: MasterKey,
+    /// The PHI data keys and blind-index key (unwrapped at start, reloaded after a rotation).
+    pub phi: medai_store::phi_keys::PhiKeyring,
     /// The clock every time rule reads.
     pub clock: Arc<dyn Clock>,
     /// This instance's metrics.
     pub metrics: Metrics,
+    /// The tamper-evident audit log's appender, checkpointer and verifier.
+    pub audit: crate::audit_log::AuditLog,
 }
 
 impl AppState {

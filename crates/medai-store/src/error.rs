@@ -24,9 +24,55 @@ pub enum StoreError {
     /// The schema is not the one this binary expects.
     #[error("{0}")]
     Schema(String),
+    /// A PHI field could not be decrypted (corrupted ciphertext, wrong key, missing key
+    /// version); names the field and the row id, never the value.
+    #[error("cannot decrypt {table}.{column} of row {row_id}: {source}")]
+    Decrypt {
+        /// The table.
+        table: &'static str,
+        /// The column.
+        column: &'static str,
+        /// The row's opaque id.
+        row_id: String,
+        /// What failed.
+        source: medai_crypto::envelope::FieldError,
+    },
+    /// A stored PHI key could not be unwrapped (or wrapped) by the key provider: the wrong key
+    /// file, or a tampered key row.
+    #[error("the key provider cannot unwrap the {purpose} key version {version}: {detail}")]
+    KeyUnwrap {
+        /// `data` or `blind-index`.
+        purpose: String,
+        /// The key version.
+        version: u32,
+        /// The provider's error (never key material).
+        detail: String,
+    },
     /// Redis reported an error.
     #[error("redis error: {0}")]
     Redis(#[from] redis::RedisError),
+    /// Redis could not be reached or refused the TLS handshake at start; names the server
+    /// (without credentials) and, for certificate problems, what to configure.
+    #[error("cannot connect to Redis at {target}: {source}{hint}")]
+    RedisConnect {
+        /// `host:port` of the server.
+        target: String,
+        /// What the redis client reported.
+        source: redis::RedisError,
+        /// Advice for the operator, empty when there is none.
+        hint: &'static str,
+    },
+    /// The `redis_ca_file` cannot be used.
+    #[error("`redis_ca_file` {}: {problem}", path.display())]
+    RedisCaFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The TLS crypto provider could not be set up.
+    #[error("TLS crypto provider: {0}")]
+    CryptoProvider(String),
 }
 
 impl StoreError {
@@ -40,7 +86,7 @@ impl StoreError {
                     | sqlx::Error::Io(_)
                     | sqlx::Error::Tls(_)
             ),
-            StoreError::Redis(_) => true,
+            StoreError::Redis(_) | StoreError::RedisConnect { .. } => true,
             _ => false,
         }
     }

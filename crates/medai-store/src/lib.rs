@@ -10,12 +10,15 @@
 //! This crate must never log PHI: errors name tables and constraints, never values.
 
 pub mod audit;
+pub mod audit_log;
 pub mod break_glass;
 pub mod care_teams;
 pub mod enrolments;
 pub mod ephemeral;
 mod error;
 pub mod patients;
+pub mod phi_keys;
+pub mod redis_tls;
 mod schema;
 pub mod testkit;
 pub mod tokens;

@@ -1,9 +1,17 @@
 //! Patients and their care-team assignment.
+//!
+//! Demographics are stored encrypted (AES-256-GCM under the current data key, bound to table,
+//! column, row id and key version). MRN and date of birth are found through keyed blind indexes,
+//! names through blind-index tokens of their 1- to 3-character grams; candidates are decrypted
+//! and checked exactly before they are returned, then sorted and paged in memory (the database
+//! cannot order ciphertext). Sex is kept in plaintext: it is not one of the HIPAA identifiers
+//! and an index over three values would hide nothing.
 
+use crate::phi_keys::PhiCipher;
 use crate::StoreError;
 use medai_core::patient::{Demographics, Sex};
 use sqlx::{AnyConnection, FromRow};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use time::Date;
 
 /// A stored patient.
@@ -24,14 +32,16 @@ pub struct Patient {
 #[derive(FromRow)]
 struct Row {
     id: String,
-    mrn: String,
-    given_name: String,
-    family_name: String,
-    date_of_birth: String,
+    mrn_enc: Option<Vec<u8>>,
+    given_name_enc: Option<Vec<u8>>,
+    family_name_enc: Option<Vec<u8>>,
+    date_of_birth_enc: Option<Vec<u8>>,
     sex: String,
     created_at: i64,
     updated_at: i64,
 }
+
+const TABLE: &str = "patients";
 
 const DATE_FMT: &[time::format_description::FormatItem<'static>] =
     time::macros::format_description!("[year]-[month]-[day]");
@@ -47,15 +57,36 @@ pub fn parse_date(s: &str) -> Option<Date> {
 }
 
 impl Row {
-    fn into_patient(self, care_team_ids: Vec<String>) -> Result<Patient, StoreError> {
+    /// Decrypts the row; any field that fails to open fails the whole row (no partial data).
+    fn into_patient(
+        self,
+        phi: &PhiCipher,
+        care_team_ids: Vec<String>,
+    ) -> Result<Patient, StoreError> {
+        let open = |column: &'static str, v: &Option<Vec<u8>>| -> Result<String, StoreError> {
+            let sealed = v.as_deref().ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "patient {} is not encrypted yet; run `medai migrate` (or start the server) to encrypt it",
+                    self.id
+                ))
+            })?;
+            Ok(phi
+                .open(TABLE, column, &self.id, sealed)?
+                .as_str()
+                .to_owned())
+        };
+        let mrn = open("mrn", &self.mrn_enc)?;
+        let given_name = open("given_name", &self.given_name_enc)?;
+        let family_name = open("family_name", &self.family_name_enc)?;
+        let dob = open("date_of_birth", &self.date_of_birth_enc)?;
         let corrupt = || StoreError::Corrupt(format!("patient {} has an invalid field", self.id));
-        let date_of_birth = parse_date(&self.date_of_birth).ok_or_else(corrupt)?;
+        let date_of_birth = parse_date(&dob).ok_or_else(corrupt)?;
         let sex = Sex::parse(&self.sex).ok_or_else(corrupt)?;
         Ok(Patient {
             demographics: Demographics {
-                mrn: self.mrn,
-                given_name: self.given_name,
-                family_name: self.family_name,
+                mrn,
+                given_name,
+                family_name,
                 date_of_birth,
                 sex,
             },
@@ -67,59 +98,230 @@ impl Row {
     }
 }
 
-const COLUMNS: &str =
-    "id, mrn, given_name, family_name, date_of_birth, sex, created_at, updated_at";
+const COLUMNS: &str = "id, mrn_enc, given_name_enc, family_name_enc, date_of_birth_enc, sex, \
+     created_at, updated_at";
 
-/// Registers a patient.
+/// The sealed columns and blind indexes of one patient, all computed before anything is written
+/// (so a failure writes nothing).
+struct Sealed {
+    mrn: Vec<u8>,
+    given_name: Vec<u8>,
+    family_name: Vec<u8>,
+    date_of_birth: Vec<u8>,
+    mrn_index: String,
+    date_of_birth_index: String,
+    name_tokens: BTreeSet<String>,
+    key_version: i64,
+}
+
+fn seal(phi: &PhiCipher, id: &str, d: &Demographics) -> Result<Sealed, StoreError> {
+    let given = d.given_name.trim();
+    let family = d.family_name.trim();
+    let dob = format_date(d.date_of_birth);
+    let key_version = phi
+        .current_version()
+        .ok_or(StoreError::Corrupt("no PHI data key is loaded".into()))?;
+    Ok(Sealed {
+        mrn: phi.seal(TABLE, "mrn", id, &d.mrn)?,
+        given_name: phi.seal(TABLE, "given_name", id, given)?,
+        family_name: phi.seal(TABLE, "family_name", id, family)?,
+        date_of_birth: phi.seal(TABLE, "date_of_birth", id, &dob)?,
+        mrn_index: phi.index_token("mrn", &d.mrn),
+        date_of_birth_index: phi.index_token("date_of_birth", &dob),
+        name_tokens: name_grams(&full_name(given, family))
+            .iter()
+            .map(|g| phi.index_token("name", g))
+            .collect(),
+        key_version: i64::from(key_version),
+    })
+}
+
+fn full_name(given: &str, family: &str) -> String {
+    format!("{given} {family}").to_lowercase()
+}
+
+/// The 1-, 2- and 3-character grams of `s` (already lower-cased).
+fn name_grams(s: &str) -> BTreeSet<String> {
+    let chars: Vec<char> = s.chars().collect();
+    let mut out = BTreeSet::new();
+    for n in 1..=3 {
+        for w in chars.windows(n) {
+            out.insert(w.iter().collect());
+        }
+    }
+    out
+}
+
+/// The grams a name query must all match: its 3-grams, or the query itself when shorter.
+fn query_grams(q: &str) -> BTreeSet<String> {
+    let chars: Vec<char> = q.chars().collect();
+    if chars.len() < 3 {
+        return if chars.is_empty() {
+            BTreeSet::new()
+        } else {
+            BTreeSet::from([q.to_owned()])
+        };
+    }
+    chars.windows(3).map(|w| w.iter().collect()).collect()
+}
+
+/// Writes the sealed columns (the plaintext columns keep placeholders: `mrn` takes the row id
+/// so its UNIQUE constraint holds) and replaces the name tokens.
+async fn write_sealed(
+    conn: &mut AnyConnection,
+    id: &str,
+    sealed: &Sealed,
+) -> Result<u64, StoreError> {
+    let r = sqlx::query(
+        "UPDATE patients SET mrn = $1, given_name = '', family_name = '', date_of_birth = '', \
+         mrn_enc = $2, given_name_enc = $3, family_name_enc = $4, date_of_birth_enc = $5, \
+         mrn_index = $6, date_of_birth_index = $7, key_version = $8 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(sealed.mrn.clone())
+    .bind(sealed.given_name.clone())
+    .bind(sealed.family_name.clone())
+    .bind(sealed.date_of_birth.clone())
+    .bind(&sealed.mrn_index)
+    .bind(&sealed.date_of_birth_index)
+    .bind(sealed.key_version)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| StoreError::unique(e, "mrn"))?;
+    if r.rows_affected() != 1 {
+        return Ok(0);
+    }
+    write_name_tokens(conn, id, &sealed.name_tokens).await?;
+    Ok(1)
+}
+
+/// Replaces a patient's name-search tokens.
+async fn write_name_tokens(
+    conn: &mut AnyConnection,
+    id: &str,
+    tokens: &BTreeSet<String>,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM patient_name_index WHERE patient_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    for t in tokens {
+        sqlx::query("INSERT INTO patient_name_index (patient_id, token) VALUES ($1, $2)")
+            .bind(id)
+            .bind(t)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Registers a patient; demographics are stored encrypted, MRN and name searchable only
+/// through blind indexes.
 pub async fn insert(
     conn: &mut AnyConnection,
+    phi: &PhiCipher,
     id: &str,
     d: &Demographics,
     now: i64,
 ) -> Result<(), StoreError> {
+    let sealed = seal(phi, id, d)?;
+    // One statement: a refused MRN leaves no row behind.
     sqlx::query(
-        "INSERT INTO patients (id, mrn, given_name, family_name, date_of_birth, sex, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+        "INSERT INTO patients (id, mrn, given_name, family_name, date_of_birth, sex, created_at, \
+         updated_at, mrn_enc, given_name_enc, family_name_enc, date_of_birth_enc, mrn_index, \
+         date_of_birth_index, key_version) \
+         VALUES ($1, $1, '', '', '', $2, $3, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(id)
-    .bind(&d.mrn)
-    .bind(d.given_name.trim())
-    .bind(d.family_name.trim())
-    .bind(format_date(d.date_of_birth))
     .bind(d.sex.as_str())
     .bind(now)
-    .execute(conn)
+    .bind(sealed.mrn.clone())
+    .bind(sealed.given_name.clone())
+    .bind(sealed.family_name.clone())
+    .bind(sealed.date_of_birth.clone())
+    .bind(&sealed.mrn_index)
+    .bind(&sealed.date_of_birth_index)
+    .bind(sealed.key_version)
+    .execute(&mut *conn)
     .await
     .map_err(|e| StoreError::unique(e, "mrn"))?;
-    Ok(())
+    write_name_tokens(conn, id, &sealed.name_tokens).await
 }
 
 /// Replaces a patient's demographics.
 pub async fn update(
     conn: &mut AnyConnection,
+    phi: &PhiCipher,
     id: &str,
     d: &Demographics,
     now: i64,
 ) -> Result<(), StoreError> {
+    let sealed = seal(phi, id, d)?;
+    // One statement: a refused MRN changes nothing.
     let r = sqlx::query(
-        "UPDATE patients SET mrn = $1, given_name = $2, family_name = $3, date_of_birth = $4, \
-         sex = $5, updated_at = $6 WHERE id = $7",
+        "UPDATE patients SET sex = $2, updated_at = $3, mrn = $1, given_name = '', \
+         family_name = '', date_of_birth = '', mrn_enc = $4, given_name_enc = $5, \
+         family_name_enc = $6, date_of_birth_enc = $7, mrn_index = $8, \
+         date_of_birth_index = $9, key_version = $10 WHERE id = $1",
     )
-    .bind(&d.mrn)
-    .bind(d.given_name.trim())
-    .bind(d.family_name.trim())
-    .bind(format_date(d.date_of_birth))
+    .bind(id)
     .bind(d.sex.as_str())
     .bind(now)
-    .bind(id)
-    .execute(conn)
+    .bind(sealed.mrn.clone())
+    .bind(sealed.given_name.clone())
+    .bind(sealed.family_name.clone())
+    .bind(sealed.date_of_birth.clone())
+    .bind(&sealed.mrn_index)
+    .bind(&sealed.date_of_birth_index)
+    .bind(sealed.key_version)
+    .execute(&mut *conn)
     .await
     .map_err(|e| StoreError::unique(e, "mrn"))?;
-    if r.rows_affected() == 1 {
-        Ok(())
-    } else {
-        Err(StoreError::NotFound("patient"))
+    if r.rows_affected() != 1 {
+        return Err(StoreError::NotFound("patient"));
     }
+    write_name_tokens(conn, id, &sealed.name_tokens).await
+}
+
+/// Encrypts up to `batch` patient rows still held in plaintext (written before encryption at
+/// rest), in the caller's transaction, and blanks their plaintext columns. Returns how many it
+/// encrypted; call until it returns 0. Each batch commits on its own, so an interrupted run
+/// resumes where it stopped.
+pub async fn encrypt_plaintext(
+    conn: &mut AnyConnection,
+    phi: &PhiCipher,
+    batch: i64,
+) -> Result<u64, StoreError> {
+    #[derive(FromRow)]
+    struct Plain {
+        id: String,
+        mrn: String,
+        given_name: String,
+        family_name: String,
+        date_of_birth: String,
+        sex: String,
+    }
+    let rows: Vec<Plain> = sqlx::query_as(
+        "SELECT id, mrn, given_name, family_name, date_of_birth, sex FROM patients \
+         WHERE key_version IS NULL ORDER BY id LIMIT $1",
+    )
+    .bind(batch)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut n = 0;
+    for p in rows {
+        let corrupt = || StoreError::Corrupt(format!("patient {} has an invalid field", p.id));
+        let d = Demographics {
+            mrn: p.mrn.clone(),
+            given_name: p.given_name.clone(),
+            family_name: p.family_name.clone(),
+            date_of_birth: parse_date(&p.date_of_birth).ok_or_else(corrupt)?,
+            sex: Sex::parse(&p.sex).ok_or_else(corrupt)?,
+        };
+        let sealed = seal(phi, &p.id, &d)?;
+        n += write_sealed(conn, &p.id, &sealed).await?;
+    }
+    Ok(n)
 }
 
 /// Whether a patient with this id exists.
@@ -132,7 +334,11 @@ pub async fn exists(conn: &mut AnyConnection, id: &str) -> Result<bool, StoreErr
 }
 
 /// The patient with this id.
-pub async fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<Patient>, StoreError> {
+pub async fn get(
+    conn: &mut AnyConnection,
+    phi: &PhiCipher,
+    id: &str,
+) -> Result<Option<Patient>, StoreError> {
     let row: Option<Row> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM patients WHERE id = $1"))
         .bind(id)
         .fetch_optional(&mut *conn)
@@ -140,7 +346,7 @@ pub async fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<Patient>, 
     match row {
         Some(r) => {
             let teams = care_team_ids(conn, id).await?;
-            Ok(Some(r.into_patient(teams)?))
+            Ok(Some(r.into_patient(phi, teams)?))
         }
         None => Ok(None),
     }
@@ -216,17 +422,12 @@ pub struct Search {
     pub offset: i64,
 }
 
-fn like_pattern(s: &str) -> String {
-    let escaped = s
-        .to_lowercase()
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_");
-    format!("%{escaped}%")
-}
-
 /// Patients matching `s`, by family name then given name.
-pub async fn search(conn: &mut AnyConnection, s: &Search) -> Result<Vec<Patient>, StoreError> {
+pub async fn search(
+    conn: &mut AnyConnection,
+    phi: &PhiCipher,
+    s: &Search,
+) -> Result<Vec<Patient>, StoreError> {
     let mut sql = format!("SELECT {COLUMNS} FROM patients WHERE 1 = 1");
     let mut n = 0;
     let mut next = || {
@@ -234,17 +435,29 @@ pub async fn search(conn: &mut AnyConnection, s: &Search) -> Result<Vec<Patient>
         format!("${n}")
     };
     if s.mrn.is_some() {
-        sql += &format!(" AND mrn = {}", next());
+        sql += &format!(" AND mrn_index = {}", next());
     }
-    if s.name.is_some() {
-        let p = next();
+    let query = s.name.as_deref().map(str::to_lowercase);
+    let grams: Vec<String> = query
+        .as_deref()
+        .map(query_grams)
+        .unwrap_or_default()
+        .iter()
+        .map(|g| phi.index_token("name", g))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if !grams.is_empty() {
+        let ps: Vec<String> = grams.iter().map(|_| next()).collect();
         sql += &format!(
-            " AND (LOWER(given_name) LIKE {p} ESCAPE '\\' OR LOWER(family_name) LIKE {p} ESCAPE '\\' \
-             OR LOWER(given_name || ' ' || family_name) LIKE {p} ESCAPE '\\')"
+            " AND id IN (SELECT patient_id FROM patient_name_index WHERE token IN ({}) \
+             GROUP BY patient_id HAVING COUNT(*) = {})",
+            ps.join(", "),
+            grams.len()
         );
     }
     if s.date_of_birth.is_some() {
-        sql += &format!(" AND date_of_birth = {}", next());
+        sql += &format!(" AND date_of_birth_index = {}", next());
     }
     if s.sex.is_some() {
         sql += &format!(" AND sex = {}", next());
@@ -256,20 +469,15 @@ pub async fn search(conn: &mut AnyConnection, s: &Search) -> Result<Vec<Patient>
             next()
         );
     }
-    sql += &format!(
-        " ORDER BY family_name, given_name, id LIMIT {} OFFSET {}",
-        next(),
-        next()
-    );
     let mut q = sqlx::query_as::<_, Row>(&sql);
     if let Some(m) = &s.mrn {
-        q = q.bind(m.clone());
+        q = q.bind(phi.index_token("mrn", m));
     }
-    if let Some(name) = &s.name {
-        q = q.bind(like_pattern(name));
+    for g in &grams {
+        q = q.bind(g.clone());
     }
     if let Some(d) = s.date_of_birth {
-        q = q.bind(format_date(d));
+        q = q.bind(phi.index_token("date_of_birth", &format_date(d)));
     }
     if let Some(x) = s.sex {
         q = q.bind(x.as_str());
@@ -277,14 +485,40 @@ pub async fn search(conn: &mut AnyConnection, s: &Search) -> Result<Vec<Patient>
     if let Some(u) = &s.care_team_member {
         q = q.bind(u.clone());
     }
-    let rows = q.bind(s.limit).bind(s.offset).fetch_all(&mut *conn).await?;
-    let mut teams = care_team_ids_of(conn, rows.iter().map(|r| r.id.as_str())).await?;
-    rows.into_iter()
-        .map(|r| {
-            let t = teams.remove(&r.id).unwrap_or_default();
-            r.into_patient(t)
-        })
-        .collect()
+    let rows = q.fetch_all(&mut *conn).await?;
+    let mut found = Vec::with_capacity(rows.len());
+    for r in rows {
+        let p = r.into_patient(phi, Vec::new())?;
+        let d = &p.demographics;
+        let name_matches = query.as_deref().is_none_or(|q| {
+            d.given_name.to_lowercase().contains(q)
+                || d.family_name.to_lowercase().contains(q)
+                || full_name(&d.given_name, &d.family_name).contains(q)
+        });
+        if name_matches {
+            found.push(p);
+        }
+    }
+    found.sort_by(|a, b| {
+        (
+            &a.demographics.family_name,
+            &a.demographics.given_name,
+            &a.id,
+        )
+            .cmp(&(
+                &b.demographics.family_name,
+                &b.demographics.given_name,
+                &b.id,
+            ))
+    });
+    let offset = usize::try_from(s.offset).unwrap_or(0);
+    let limit = usize::try_from(s.limit).unwrap_or(0);
+    let mut page: Vec<Patient> = found.into_iter().skip(offset).take(limit).collect();
+    let mut teams = care_team_ids_of(conn, page.iter().map(|p| p.id.as_str())).await?;
+    for p in &mut page {
+        p.care_team_ids = teams.remove(&p.id).unwrap_or_default();
+    }
+    Ok(page)
 }
 
 /// Care-team ids of several patients in one query (a page of search results).
@@ -311,4 +545,60 @@ async fn care_team_ids_of<'a>(
         out.entry(patient).or_default().push(team);
     }
     Ok(out)
+}
+
+/// Re-encrypts up to `batch` patient rows sealed under a data key older than `phi`'s current
+/// one, in the caller's transaction. A row changed by someone else since it was read (the
+/// server keeps serving) is left alone: that writer already used a current key, or the next
+/// batch picks it up. Returns how many rows it re-encrypted; call until it returns 0. Each batch
+/// commits on its own, so an interrupted run resumes where it stopped.
+pub async fn reencrypt(
+    conn: &mut AnyConnection,
+    phi: &PhiCipher,
+    batch: i64,
+) -> Result<u64, StoreError> {
+    let current = i64::from(
+        phi.current_version()
+            .ok_or(StoreError::Corrupt("no PHI data key is loaded".into()))?,
+    );
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM patients WHERE key_version < $1 ORDER BY id LIMIT $2"
+    ))
+    .bind(current)
+    .bind(batch)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut n = 0;
+    for r in rows {
+        let seen = r.given_name_enc.clone().unwrap_or_default();
+        let p = r.into_patient(phi, Vec::new())?;
+        let sealed = seal(phi, &p.id, &p.demographics)?;
+        let done = sqlx::query(
+            "UPDATE patients SET mrn_enc = $2, given_name_enc = $3, family_name_enc = $4, \
+             date_of_birth_enc = $5, key_version = $6 WHERE id = $1 AND given_name_enc = $7",
+        )
+        .bind(&p.id)
+        .bind(sealed.mrn)
+        .bind(sealed.given_name)
+        .bind(sealed.family_name)
+        .bind(sealed.date_of_birth)
+        .bind(sealed.key_version)
+        .bind(seen)
+        .execute(&mut *conn)
+        .await?;
+        n += done.rows_affected();
+    }
+    Ok(n)
+}
+
+/// Patient rows still sealed under a data key older than `current`.
+pub async fn rows_under_older_keys(
+    conn: &mut AnyConnection,
+    current: u32,
+) -> Result<i64, StoreError> {
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM patients WHERE key_version < $1")
+        .bind(i64::from(current))
+        .fetch_one(conn)
+        .await?;
+    Ok(n)
 }

@@ -19,6 +19,15 @@ pub struct ApiToken {
     pub expires_at: i64,
     /// When revoked.
     pub revoked_at: Option<i64>,
+    /// Actions granted beyond the account's role, space-separated (e.g. `audit.read`).
+    pub scopes: String,
+}
+
+impl ApiToken {
+    /// Whether the token carries `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.split_whitespace().any(|s| s == scope)
+    }
 }
 
 /// Stores a token.
@@ -28,8 +37,8 @@ pub async fn insert(
     token_hash: &str,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO api_tokens (id, user_id, name, token_hash, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO api_tokens (id, user_id, name, token_hash, created_at, expires_at, scopes) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&t.id)
     .bind(&t.user_id)
@@ -37,6 +46,7 @@ pub async fn insert(
     .bind(token_hash)
     .bind(t.created_at)
     .bind(t.expires_at)
+    .bind(&t.scopes)
     .execute(conn)
     .await?;
     Ok(())
@@ -48,7 +58,7 @@ pub async fn by_hash(
     token_hash: &str,
 ) -> Result<Option<ApiToken>, StoreError> {
     Ok(sqlx::query_as(
-        "SELECT id, user_id, name, created_at, expires_at, revoked_at FROM api_tokens WHERE token_hash = $1",
+        "SELECT id, user_id, name, created_at, expires_at, revoked_at, scopes FROM api_tokens WHERE token_hash = $1",
     )
     .bind(token_hash)
     .fetch_optional(conn)
@@ -58,7 +68,7 @@ pub async fn by_hash(
 /// Every token, newest first.
 pub async fn list(conn: &mut AnyConnection) -> Result<Vec<ApiToken>, StoreError> {
     Ok(sqlx::query_as(
-        "SELECT id, user_id, name, created_at, expires_at, revoked_at FROM api_tokens ORDER BY created_at DESC, id",
+        "SELECT id, user_id, name, created_at, expires_at, revoked_at, scopes FROM api_tokens ORDER BY created_at DESC, id",
     )
     .fetch_all(conn)
     .await?)

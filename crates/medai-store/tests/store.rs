@@ -1,15 +1,19 @@
 //! Storage tests, each run on SQLite and (when `MEDAI_TEST_POSTGRES_URL` is set) PostgreSQL,
 //! every test in its own database.
-#![allow(clippy::unwrap_used, reason = "integration test")]
+#![allow(clippy::unwrap_used, clippy::panic, reason = "integration test")]
+
+#[path = "support/tls_redis.rs"]
+mod tls_redis;
 
 use medai_core::audit::{AuditEvent, Outcome};
 use medai_core::patient::{Demographics, Sex};
 use medai_core::Role;
 use medai_store::ephemeral::{Ephemeral, SessionRecord};
+use medai_store::redis_tls::RedisCa;
 use medai_store::testkit::{backends, fresh_database, migrated_store, redis_url, unique_prefix};
 use medai_store::{
-    audit, break_glass, care_teams, enrolments, new_id, patients, tokens, users, DatabaseKind,
-    SchemaStatus, Store, StoreError,
+    audit, break_glass, care_teams, enrolments, new_id, patients, phi_keys, tokens, users,
+    DatabaseKind, SchemaStatus, Store, StoreError,
 };
 use time::macros::date;
 
@@ -222,6 +226,9 @@ async fn patients_search_and_care_team_scope() {
     for kind in backends() {
         let (store, _db) = migrated_store(kind).await.unwrap();
         let mut c = store.pool().acquire().await.unwrap();
+        let phi = phi_keys::load_or_init(&mut c, &medai_crypto::MasterKey::generate(), 1)
+            .await
+            .unwrap();
         let (alice, bob) = (new_id(), new_id());
         users::insert(&mut c, &alice, "alice", Role::Clinician, 1)
             .await
@@ -265,18 +272,18 @@ async fn patients_search_and_care_team_scope() {
         );
 
         let (p1, p2, p3) = (new_id(), new_id(), new_id());
-        patients::insert(&mut c, &p1, &demo("MRN-1", "Ana", "García"), 10)
+        patients::insert(&mut c, &phi, &p1, &demo("MRN-1", "Ana", "García"), 10)
             .await
             .unwrap();
-        patients::insert(&mut c, &p2, &demo("MRN-2", "Ben", "O'Neil"), 10)
+        patients::insert(&mut c, &phi, &p2, &demo("MRN-2", "Ben", "O'Neil"), 10)
             .await
             .unwrap();
         let mut d3 = demo("MRN-3", "Cara", "100% Real");
         d3.sex = Sex::Male;
         d3.date_of_birth = date!(1990 - 01 - 02);
-        patients::insert(&mut c, &p3, &d3, 10).await.unwrap();
+        patients::insert(&mut c, &phi, &p3, &d3, 10).await.unwrap();
         assert!(matches!(
-            patients::insert(&mut c, &new_id(), &demo("MRN-1", "X", "Y"), 10).await,
+            patients::insert(&mut c, &phi, &new_id(), &demo("MRN-1", "X", "Y"), 10).await,
             Err(StoreError::Conflict("mrn"))
         ));
         patients::set_care_teams(&mut c, &p1, std::slice::from_ref(&cardio))
@@ -292,13 +299,13 @@ async fn patients_search_and_care_team_scope() {
             ..Default::default()
         };
         let ids = |v: Vec<patients::Patient>| v.into_iter().map(|p| p.id).collect::<Vec<_>>();
-        assert_eq!(patients::search(&mut c, &all).await.unwrap().len(), 3);
+        assert_eq!(patients::search(&mut c, &phi, &all).await.unwrap().len(), 3);
         let by_name = search(patients::Search {
             name: Some("gARc".into()),
             ..all.clone()
         });
         assert_eq!(
-            ids(patients::search(&mut c, &by_name).await.unwrap()),
+            ids(patients::search(&mut c, &phi, &by_name).await.unwrap()),
             vec![p1.clone()],
             "{kind:?}"
         );
@@ -307,7 +314,7 @@ async fn patients_search_and_care_team_scope() {
             ..all.clone()
         });
         assert_eq!(
-            ids(patients::search(&mut c, &full).await.unwrap()),
+            ids(patients::search(&mut c, &phi, &full).await.unwrap()),
             vec![p2.clone()]
         );
         let pct = search(patients::Search {
@@ -315,7 +322,7 @@ async fn patients_search_and_care_team_scope() {
             ..all.clone()
         });
         assert_eq!(
-            ids(patients::search(&mut c, &pct).await.unwrap()),
+            ids(patients::search(&mut c, &phi, &pct).await.unwrap()),
             vec![p3.clone()],
             "% is literal"
         );
@@ -324,20 +331,20 @@ async fn patients_search_and_care_team_scope() {
             ..all.clone()
         });
         assert_eq!(
-            ids(patients::search(&mut c, &dob).await.unwrap()),
+            ids(patients::search(&mut c, &phi, &dob).await.unwrap()),
             vec![p3.clone()]
         );
         let sex = search(patients::Search {
             sex: Some(Sex::Female),
             ..all.clone()
         });
-        assert_eq!(patients::search(&mut c, &sex).await.unwrap().len(), 2);
+        assert_eq!(patients::search(&mut c, &phi, &sex).await.unwrap().len(), 2);
         let mrn = search(patients::Search {
             mrn: Some("MRN-2".into()),
             ..all.clone()
         });
         assert_eq!(
-            ids(patients::search(&mut c, &mrn).await.unwrap()),
+            ids(patients::search(&mut c, &phi, &mrn).await.unwrap()),
             vec![p2.clone()]
         );
 
@@ -345,7 +352,7 @@ async fn patients_search_and_care_team_scope() {
             care_team_member: Some(alice.clone()),
             ..all.clone()
         });
-        let mut got = ids(patients::search(&mut c, &alices).await.unwrap());
+        let mut got = ids(patients::search(&mut c, &phi, &alices).await.unwrap());
         got.sort();
         let mut want = vec![p1.clone(), p2.clone()];
         want.sort();
@@ -355,7 +362,7 @@ async fn patients_search_and_care_team_scope() {
             ..all.clone()
         });
         assert_eq!(
-            ids(patients::search(&mut c, &bobs).await.unwrap()),
+            ids(patients::search(&mut c, &phi, &bobs).await.unwrap()),
             vec![p2.clone()]
         );
         let page = search(patients::Search {
@@ -363,7 +370,10 @@ async fn patients_search_and_care_team_scope() {
             offset: 1,
             ..all.clone()
         });
-        assert_eq!(patients::search(&mut c, &page).await.unwrap().len(), 1);
+        assert_eq!(
+            patients::search(&mut c, &phi, &page).await.unwrap().len(),
+            1
+        );
 
         assert!(patients::on_users_care_team(&mut c, &alice, &p1)
             .await
@@ -375,14 +385,16 @@ async fn patients_search_and_care_team_scope() {
             .await
             .unwrap());
 
-        let got = patients::get(&mut c, &p2).await.unwrap().unwrap();
+        let got = patients::get(&mut c, &phi, &p2).await.unwrap().unwrap();
         assert_eq!(got.demographics.family_name, "O'Neil");
         assert_eq!(got.care_team_ids.len(), 2);
         let mut changed = got.demographics.clone();
         changed.given_name = "Benedict".into();
-        patients::update(&mut c, &p2, &changed, 20).await.unwrap();
+        patients::update(&mut c, &phi, &p2, &changed, 20)
+            .await
+            .unwrap();
         assert_eq!(
-            patients::get(&mut c, &p2)
+            patients::get(&mut c, &phi, &p2)
                 .await
                 .unwrap()
                 .unwrap()
@@ -391,10 +403,10 @@ async fn patients_search_and_care_team_scope() {
             "Benedict"
         );
         assert!(matches!(
-            patients::update(&mut c, "nope", &changed, 20).await,
+            patients::update(&mut c, &phi, "nope", &changed, 20).await,
             Err(StoreError::NotFound(_))
         ));
-        assert!(patients::get(&mut c, "nope").await.unwrap().is_none());
+        assert!(patients::get(&mut c, &phi, "nope").await.unwrap().is_none());
         assert!(care_teams::remove_member(&mut c, &cardio, &alice)
             .await
             .unwrap());
@@ -476,6 +488,9 @@ async fn enrolment_links_break_glass_and_tokens() {
     for kind in backends() {
         let (store, _db) = migrated_store(kind).await.unwrap();
         let mut c = store.pool().acquire().await.unwrap();
+        let phi = phi_keys::load_or_init(&mut c, &medai_crypto::MasterKey::generate(), 1)
+            .await
+            .unwrap();
         enrolments::create(
             &mut c,
             "h1",
@@ -528,7 +543,7 @@ async fn enrolment_links_break_glass_and_tokens() {
         assert!(enrolments::get(&mut c, "nope").await.unwrap().is_none());
 
         let pid = new_id();
-        patients::insert(&mut c, &pid, &demo("M1", "A", "B"), 1)
+        patients::insert(&mut c, &phi, &pid, &demo("M1", "A", "B"), 1)
             .await
             .unwrap();
         let g = break_glass::Grant {
@@ -561,8 +576,10 @@ async fn enrolment_links_break_glass_and_tokens() {
             created_at: 1,
             expires_at: 1000,
             revoked_at: None,
+            scopes: "audit.read".into(),
         };
         tokens::insert(&mut c, &t, "thash").await.unwrap();
+        assert!(t.has_scope("audit.read") && !t.has_scope("audit"));
         assert_eq!(
             tokens::by_hash(&mut c, "thash").await.unwrap(),
             Some(t.clone())
@@ -644,13 +661,15 @@ async fn redis_sessions_and_counters() {
         eprintln!("MEDAI_TEST_REDIS_URL not set; Redis store not exercised");
         return;
     };
-    let e = Ephemeral::redis(&url, &unique_prefix()).await.unwrap();
+    let e = Ephemeral::redis(&url, None, &unique_prefix())
+        .await
+        .unwrap();
     assert_eq!(e.kind(), "redis");
     exercise_ephemeral(&e).await;
     // Two handles with the same prefix (two replicas) see the same state.
     let prefix = unique_prefix();
-    let a = Ephemeral::redis(&url, &prefix).await.unwrap();
-    let b = Ephemeral::redis(&url, &prefix).await.unwrap();
+    let a = Ephemeral::redis(&url, None, &prefix).await.unwrap();
+    let b = Ephemeral::redis(&url, None, &prefix).await.unwrap();
     a.record_failure("acct:shared", 10, 60).await.unwrap();
     assert_eq!(
         b.record_failure("acct:shared", 11, 60).await.unwrap().count,
@@ -665,4 +684,479 @@ async fn redis_sessions_and_counters() {
     };
     a.put_session("shared", &s, 60, 0).await.unwrap();
     assert_eq!(b.get_session("shared", 0).await.unwrap(), Some(s));
+}
+
+#[tokio::test]
+async fn redis_over_tls_with_a_private_ca() {
+    let Some(server) = tls_redis::TlsRedis::start() else {
+        return;
+    };
+    let ca = RedisCa::load(server.ca_file()).unwrap();
+    let e = Ephemeral::redis(&server.url(), Some(&ca), &unique_prefix())
+        .await
+        .unwrap();
+    assert_eq!(e.kind(), "redis");
+    exercise_ephemeral(&e).await;
+    // A second replica over its own TLS connection sees the same counters and sessions.
+    let prefix = unique_prefix();
+    let a = Ephemeral::redis(&server.url(), Some(&ca), &prefix)
+        .await
+        .unwrap();
+    let b = Ephemeral::redis(&server.url(), Some(&ca), &prefix)
+        .await
+        .unwrap();
+    a.record_failure("acct:shared", 10, 60).await.unwrap();
+    assert_eq!(
+        b.record_failure("acct:shared", 11, 60).await.unwrap().count,
+        2
+    );
+    let s = SessionRecord {
+        user_id: "u".into(),
+        generation: 1,
+        created_at: 0,
+        last_seen: 0,
+        mfa_pending: false,
+    };
+    a.put_session("shared", &s, 60, 0).await.unwrap();
+    assert_eq!(b.get_session("shared", 0).await.unwrap(), Some(s));
+}
+
+#[tokio::test]
+async fn redis_over_tls_refuses_a_certificate_it_cannot_verify() {
+    let Some(server) = tls_redis::TlsRedis::start() else {
+        return;
+    };
+    // Without the CA: the public roots do not know the server's issuer.
+    let err = Ephemeral::redis(&server.url(), None, &unique_prefix())
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, StoreError::RedisConnect { .. }), "{err:?}");
+    assert!(err.is_unavailable());
+    assert!(msg.contains("127.0.0.1:"), "{msg}");
+    assert!(msg.contains("UnknownIssuer"), "{msg}");
+    assert!(msg.contains("set `redis_ca_file`"), "{msg}");
+
+    // With a CA that did not sign the server's certificate.
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other-ca.pem");
+    tls_redis::TestCa::new("some other CA").write_pem(&other);
+    let other = RedisCa::load(&other).unwrap();
+    let err = Ephemeral::redis(&server.url(), Some(&other), &unique_prefix())
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("UnknownIssuer"), "{msg}");
+    assert!(msg.contains("does not chain to `redis_ca_file`"), "{msg}");
+
+    // A CA bundle is refused with a plain redis:// URL rather than silently unused.
+    let url = server.url().replace("rediss://", "redis://");
+    let ca = RedisCa::load(server.ca_file()).unwrap();
+    let err = Ephemeral::redis(&url, Some(&ca), &unique_prefix())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("rediss://"), "{err}");
+}
+
+#[path = "store/audit_log.rs"]
+mod audit_log;
+
+/// The raw stored columns of a patient row, read past the repository.
+async fn raw_patient(c: &mut medai_store::AnyConnection, id: &str) -> (Vec<String>, Vec<Vec<u8>>) {
+    use sqlx::Row as _;
+    let r = sqlx::query(
+        "SELECT mrn, given_name, family_name, date_of_birth, mrn_index, date_of_birth_index, \
+         mrn_enc, given_name_enc, family_name_enc, date_of_birth_enc FROM patients WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(&mut *c)
+    .await
+    .unwrap();
+    let text = (0..6).map(|i| r.get::<String, _>(i)).collect();
+    let blobs = (6..10).map(|i| r.get::<Vec<u8>, _>(i)).collect();
+    (text, blobs)
+}
+
+async fn set_blob(c: &mut medai_store::AnyConnection, id: &str, column: &str, value: Vec<u8>) {
+    let n = sqlx::query(&format!("UPDATE patients SET {column} = $1 WHERE id = $2"))
+        .bind(value)
+        .bind(id)
+        .execute(&mut *c)
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(n, 1);
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test]
+async fn demographics_are_ciphertext_at_rest_and_searchable_only_through_blind_indexes() {
+    for kind in backends() {
+        let (store, _db) = migrated_store(kind).await.unwrap();
+        let mut c = store.pool().acquire().await.unwrap();
+        let master = medai_crypto::MasterKey::generate();
+        let phi = phi_keys::load_or_init(&mut c, &master, 1).await.unwrap();
+        let p1 = new_id();
+        patients::insert(
+            &mut c,
+            &phi,
+            &p1,
+            &demo("MRN-7731", "Zelda", "Quartermain"),
+            5,
+        )
+        .await
+        .unwrap();
+
+        let (text, blobs) = raw_patient(&mut c, &p1).await;
+        assert_eq!(
+            text[0], p1,
+            "{kind:?}: the plaintext mrn column holds the row id"
+        );
+        assert_eq!(&text[1..4], &["", "", ""]);
+        assert_eq!(text[4].len(), 64);
+        assert_eq!(text[5].len(), 64);
+        for b in &blobs {
+            for plain in [&b"MRN-7731"[..], b"Zelda", b"Quartermain", b"1960-05-17"] {
+                assert!(!contains(b, plain), "{kind:?}: plaintext in a ciphertext");
+            }
+        }
+        let tokens: Vec<(String,)> =
+            sqlx::query_as("SELECT token FROM patient_name_index WHERE patient_id = $1")
+                .bind(&p1)
+                .fetch_all(&mut *c)
+                .await
+                .unwrap();
+        assert!(tokens.len() > 20, "1- to 3-grams of the full name");
+        assert!(tokens
+            .iter()
+            .all(|(t,)| t.len() == 64 && !t.contains("zel")));
+
+        // The keys persist wrapped: a restart with the same key file reads the row back, and
+        // no new key is created.
+        let again = phi_keys::load_or_init(&mut c, &master, 2).await.unwrap();
+        let got = patients::get(&mut c, &again, &p1).await.unwrap().unwrap();
+        assert_eq!(got.demographics.family_name, "Quartermain");
+        assert_eq!(got.demographics.mrn, "MRN-7731");
+        let (keys,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM phi_keys")
+            .fetch_one(&mut *c)
+            .await
+            .unwrap();
+        assert_eq!(keys, 2, "one data key and one blind-index key");
+
+        // Search by MRN (any case), by name substring across given and family, by date.
+        let by = |s: patients::Search| patients::Search { limit: 10, ..s };
+        for s in [
+            by(patients::Search {
+                mrn: Some("mrn-7731".into()),
+                ..Default::default()
+            }),
+            by(patients::Search {
+                name: Some("DA QUART".into()),
+                ..Default::default()
+            }),
+            by(patients::Search {
+                name: Some("z".into()),
+                ..Default::default()
+            }),
+            by(patients::Search {
+                date_of_birth: Some(date!(1960 - 05 - 17)),
+                ..Default::default()
+            }),
+        ] {
+            let found = patients::search(&mut c, &phi, &s).await.unwrap();
+            assert_eq!(found.len(), 1, "{kind:?} {s:?}");
+        }
+        // All trigrams present but not contiguous: the exact check after decryption refuses it.
+        let scattered = by(patients::Search {
+            name: Some("zelmain".into()),
+            ..Default::default()
+        });
+        assert!(patients::search(&mut c, &phi, &scattered)
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(matches!(
+            patients::insert(&mut c, &phi, &new_id(), &demo("mrn-7731", "A", "B"), 5).await,
+            Err(StoreError::Conflict("mrn"))
+        ));
+    }
+}
+
+#[tokio::test]
+async fn tampered_ciphertext_wrong_key_and_missing_key_version_are_clear_errors() {
+    use medai_crypto::envelope::FieldError;
+    for kind in backends() {
+        let (store, _db) = migrated_store(kind).await.unwrap();
+        let mut c = store.pool().acquire().await.unwrap();
+        let master = medai_crypto::MasterKey::generate();
+        let phi = phi_keys::load_or_init(&mut c, &master, 1).await.unwrap();
+        let (p1, p2) = (new_id(), new_id());
+        patients::insert(&mut c, &phi, &p1, &demo("M-1", "Ada", "Lovelace"), 5)
+            .await
+            .unwrap();
+        patients::insert(&mut c, &phi, &p2, &demo("M-2", "Alan", "Turing"), 5)
+            .await
+            .unwrap();
+        let all = patients::Search {
+            limit: 10,
+            ..Default::default()
+        };
+        let (_, blobs) = raw_patient(&mut c, &p1).await;
+        let (_, other) = raw_patient(&mut c, &p2).await;
+        let decrypt_error = |r: Result<Option<patients::Patient>, StoreError>| match r {
+            Err(StoreError::Decrypt {
+                table,
+                column,
+                row_id,
+                source,
+            }) => {
+                assert_eq!(table, "patients");
+                (column, row_id, source)
+            }
+            other => panic!("expected a decrypt error, got {other:?}"),
+        };
+
+        // A flipped bit in the ciphertext.
+        let mut flipped = blobs[2].clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        set_blob(&mut c, &p1, "family_name_enc", flipped).await;
+        let (column, row, source) = decrypt_error(patients::get(&mut c, &phi, &p1).await);
+        assert_eq!(
+            (column, row.as_str(), source),
+            ("family_name", p1.as_str(), FieldError::Open)
+        );
+        let msg = patients::get(&mut c, &phi, &p1)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !msg.contains("Lovelace") && msg.contains("family_name"),
+            "{msg}"
+        );
+        // Search fails as a whole rather than skipping or returning the bad row.
+        assert!(matches!(
+            patients::search(&mut c, &phi, &all).await,
+            Err(StoreError::Decrypt { .. })
+        ));
+        set_blob(&mut c, &p1, "family_name_enc", blobs[2].clone()).await;
+        assert!(patients::get(&mut c, &phi, &p1).await.unwrap().is_some());
+
+        // Another row's ciphertext copied here.
+        set_blob(&mut c, &p1, "given_name_enc", other[1].clone()).await;
+        let (column, _, source) = decrypt_error(patients::get(&mut c, &phi, &p1).await);
+        assert_eq!((column, source), ("given_name", FieldError::Open));
+        set_blob(&mut c, &p1, "given_name_enc", blobs[1].clone()).await;
+
+        // A key version this ring does not hold, and a truncated value.
+        let mut relabelled = blobs[0].clone();
+        relabelled[4] = 9;
+        set_blob(&mut c, &p1, "mrn_enc", relabelled).await;
+        let (column, _, source) = decrypt_error(patients::get(&mut c, &phi, &p1).await);
+        assert_eq!((column, source), ("mrn", FieldError::MissingKeyVersion(9)));
+        set_blob(&mut c, &p1, "mrn_enc", blobs[0][..8].to_vec()).await;
+        let (_, _, source) = decrypt_error(patients::get(&mut c, &phi, &p1).await);
+        assert_eq!(source, FieldError::Malformed);
+        set_blob(&mut c, &p1, "mrn_enc", blobs[0].clone()).await;
+        assert_eq!(
+            patients::get(&mut c, &phi, &p1)
+                .await
+                .unwrap()
+                .unwrap()
+                .demographics
+                .mrn,
+            "M-1"
+        );
+
+        // The wrong key file: the wrapped keys do not unwrap; nothing is created in their place.
+        let wrong = phi_keys::load_or_init(&mut c, &medai_crypto::MasterKey::generate(), 2).await;
+        assert!(
+            matches!(&wrong, Err(StoreError::KeyUnwrap { .. })),
+            "{kind:?}: {wrong:?}"
+        );
+        // A tampered wrapped key.
+        sqlx::query("UPDATE phi_keys SET wrapped = $1 WHERE purpose = 'data'")
+            .bind(vec![1u8; 60])
+            .execute(&mut *c)
+            .await
+            .unwrap();
+        assert!(matches!(
+            phi_keys::load_or_init(&mut c, &master, 3).await,
+            Err(StoreError::KeyUnwrap { version: 1, .. })
+        ));
+    }
+}
+
+#[tokio::test]
+async fn plaintext_rows_from_before_encryption_are_encrypted_in_resumable_batches() {
+    for kind in backends() {
+        let (store, _db) = migrated_store(kind).await.unwrap();
+        let mut c = store.pool().acquire().await.unwrap();
+        let phi = phi_keys::load_or_init(&mut c, &medai_crypto::MasterKey::generate(), 1)
+            .await
+            .unwrap();
+        let ids: Vec<String> = (0..3).map(|_| new_id()).collect();
+        for (i, id) in ids.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO patients (id, mrn, given_name, family_name, date_of_birth, sex, \
+                 created_at, updated_at) VALUES ($1, $2, 'Old', $3, '1950-02-03', 'male', 1, 1)",
+            )
+            .bind(id)
+            .bind(format!("LEGACY-{i}"))
+            .bind(format!("Row{i}"))
+            .execute(&mut *c)
+            .await
+            .unwrap();
+        }
+        // Not yet encrypted: a clear error, not plaintext passed off as decrypted data.
+        let err = patients::get(&mut c, &phi, &ids[0]).await.unwrap_err();
+        assert!(err.to_string().contains("medai migrate"), "{err}");
+
+        assert_eq!(
+            patients::encrypt_plaintext(&mut c, &phi, 2).await.unwrap(),
+            2
+        );
+        assert_eq!(
+            patients::encrypt_plaintext(&mut c, &phi, 2).await.unwrap(),
+            1
+        );
+        assert_eq!(
+            patients::encrypt_plaintext(&mut c, &phi, 2).await.unwrap(),
+            0
+        );
+        for (i, id) in ids.iter().enumerate() {
+            let p = patients::get(&mut c, &phi, id).await.unwrap().unwrap();
+            assert_eq!(p.demographics.mrn, format!("LEGACY-{i}"), "{kind:?}");
+            assert_eq!(p.demographics.family_name, format!("Row{i}"));
+            assert_eq!(p.demographics.date_of_birth, date!(1950 - 02 - 03));
+            let (text, _) = raw_patient(&mut c, id).await;
+            assert_eq!(text[0], *id);
+            assert_eq!(&text[1..4], &["", "", ""], "plaintext blanked");
+        }
+        let s = patients::Search {
+            name: Some("old row1".into()),
+            limit: 10,
+            ..Default::default()
+        };
+        let found = patients::search(&mut c, &phi, &s).await.unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].id, ids[1]);
+    }
+}
+
+#[tokio::test]
+async fn rotation_and_batched_reencryption_with_a_concurrent_writer_lose_nothing() {
+    use std::sync::Arc;
+    for kind in backends() {
+        let (store, _db) = migrated_store(kind).await.unwrap();
+        let master = Arc::new(medai_crypto::MasterKey::generate());
+        let mut c = store.pool().acquire().await.unwrap();
+        let phi = phi_keys::load_or_init(&mut c, &*master, 1).await.unwrap();
+        let mut ids = Vec::new();
+        for i in 0..30 {
+            let id = new_id();
+            patients::insert(
+                &mut c,
+                &phi,
+                &id,
+                &demo(&format!("R-{i}"), "Given", &format!("Orig{i}")),
+                1,
+            )
+            .await
+            .unwrap();
+            ids.push(id);
+        }
+        drop(c);
+        let keyring = Arc::new(phi_keys::PhiKeyring::new(phi));
+
+        // The server keeps writing (it asks the keyring for the current keys in each write).
+        let writer = {
+            let (store, keyring, master, ids) =
+                (store.clone(), keyring.clone(), master.clone(), ids.clone());
+            tokio::spawn(async move {
+                let mut last = std::collections::HashMap::new();
+                for round in 0..60 {
+                    let id = &ids[(round * 7) % ids.len()];
+                    let mut tx = store.begin().await.unwrap();
+                    let phi = keyring.current(&mut tx, &*master, 2).await.unwrap();
+                    let mut d = patients::get(&mut tx, &phi, id)
+                        .await
+                        .unwrap()
+                        .unwrap()
+                        .demographics;
+                    d.family_name = format!("W{round}");
+                    patients::update(&mut tx, &phi, id, &d, 2).await.unwrap();
+                    tx.commit().await.unwrap();
+                    last.insert(id.clone(), d.family_name);
+                    tokio::task::yield_now().await;
+                }
+                last
+            })
+        };
+
+        let mut tx = store.begin().await.unwrap();
+        assert_eq!(phi_keys::rotate(&mut tx, &*master, 2).await.unwrap(), 2);
+        tx.commit().await.unwrap();
+        // Re-encrypt one batch, "crash", then resume with freshly loaded keys.
+        let mut c = store.pool().acquire().await.unwrap();
+        let fresh = phi_keys::load_or_init(&mut c, &*master, 2).await.unwrap();
+        drop(c);
+        assert_eq!(fresh.current_version(), Some(2));
+        let mut tx = store.begin().await.unwrap();
+        let first = patients::reencrypt(&mut tx, &fresh, 7).await.unwrap();
+        tx.commit().await.unwrap();
+        assert!(first > 0 && first <= 7, "{kind:?}: {first}");
+        let mut c = store.pool().acquire().await.unwrap();
+        let resumed = phi_keys::load_or_init(&mut c, &*master, 3).await.unwrap();
+        drop(c);
+        let mut rounds = 0;
+        loop {
+            let mut tx = store.begin().await.unwrap();
+            patients::reencrypt(&mut tx, &resumed, 7).await.unwrap();
+            let left = patients::rows_under_older_keys(&mut tx, 2).await.unwrap();
+            tx.commit().await.unwrap();
+            if left == 0 {
+                break;
+            }
+            rounds += 1;
+            assert!(rounds < 1000, "re-encryption makes progress");
+        }
+        let last = writer.await.unwrap();
+
+        let mut c = store.pool().acquire().await.unwrap();
+        assert_eq!(
+            patients::rows_under_older_keys(&mut c, 2).await.unwrap(),
+            0,
+            "{kind:?}"
+        );
+        let versions: Vec<(i64,)> = sqlx::query_as("SELECT DISTINCT key_version FROM patients")
+            .fetch_all(&mut *c)
+            .await
+            .unwrap();
+        assert_eq!(versions, vec![(2,)], "{kind:?}");
+        // Every row decrypts to the last value written: no update lost to re-encryption.
+        for (i, id) in ids.iter().enumerate() {
+            let p = patients::get(&mut c, &resumed, id).await.unwrap().unwrap();
+            let want = last.get(id).cloned().unwrap_or_else(|| format!("Orig{i}"));
+            assert_eq!(p.demographics.family_name, want, "{kind:?}");
+            assert_eq!(p.demographics.mrn, format!("R-{i}"));
+        }
+        // Data key 1 is still stored (re-wrapped) and still opens old backups' rows.
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM phi_keys WHERE purpose = 'data'")
+            .fetch_one(&mut *c)
+            .await
+            .unwrap();
+        assert_eq!(n, 2);
+        assert!(
+            phi_keys::status(&mut c, &*master)
+                .await
+                .unwrap()
+                .iter()
+                .all(|k| k.unwraps),
+            "re-wrapped keys unwrap"
+        );
+    }
 }

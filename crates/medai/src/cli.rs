@@ -70,6 +70,197 @@ pub enum Command {
     /// Manage service API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Find and remove PHI in text, and measure the detector (no configuration needed).
+    #[command(subcommand)]
+    Phi(PhiCommand),
+    /// Check that the server at the configured listen address is healthy (for container health
+    /// checks: no shell or curl needed). Exits 0 when healthy, 1 with the reason otherwise.
+    #[command(
+        after_help = "Probes /healthz (or /readyz with --ready) over plain HTTP, or over TLS when tls.* is\nconfigured; 0.0.0.0 and :: are probed on loopback.\n\nExample:\n  medai healthcheck --ready --timeout-secs 3"
+    )]
+    Healthcheck {
+        /// Probe /readyz (database, schema and session store reachable) instead of /healthz.
+        #[arg(long)]
+        ready: bool,
+        /// Seconds to wait for the answer (1–300).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
+        timeout_secs: u64,
+    },
+    /// The tamper-evident audit log: verify, prove, export, checkpoint.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// The keys that encrypt PHI at rest.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// List the PHI keys: purpose, version, provider, age, the patient rows each protects, and
+    /// whether the key file unwraps it.
+    #[command(after_help = "Example:\n  medai keys status")]
+    Status,
+    /// Add a new data key (the running server uses it for new writes at once) and re-wrap every
+    /// stored key; with --reencrypt, also re-encrypt older rows under it.
+    #[command(after_help = "Example:\n  medai keys rotate --reencrypt --batch 500")]
+    Rotate {
+        /// Also re-encrypt every row sealed under an older data key (as `medai keys reencrypt`).
+        #[arg(long)]
+        reencrypt: bool,
+        /// Rows per committed batch (1–10000).
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+        batch: i64,
+    },
+    /// Re-encrypt rows sealed under older data keys with the newest one, in committed batches,
+    /// while the server keeps serving; run it again to resume after an interruption.
+    #[command(after_help = "Example:\n  medai keys reencrypt --batch 500")]
+    Reencrypt {
+        /// Rows per committed batch (1–10000).
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+        batch: i64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PhiCommand {
+    /// Print the PHI spans of each input: one JSON line {"id", "spans": [{"start", "end",
+    /// "type", "text", "confidence"}]}, offsets in bytes of the UTF-8 text.
+    #[command(
+        after_help = "Input: JSON lines {\"id\": ..., \"text\": \"...\"}, or plain text (one input per line, id = line number).\n\nExample:\n  echo '{\"id\": 1, \"text\": \"Seen by Dr. Lee on 2/21/23\"}' | medai phi detect"
+    )]
+    Detect {
+        #[command(flatten)]
+        input: PhiInput,
+    },
+    /// Print each input with its PHI replaced by consistent surrogates (JSON lines {"id",
+    /// "text"} for JSON input, plain lines for plain text).
+    #[command(after_help = "Example:\n  medai phi deidentify --input notes.jsonl --conversation")]
+    Deidentify {
+        #[command(flatten)]
+        input: PhiInput,
+        /// Treat all inputs as one conversation: the same value gets the same surrogate and
+        /// every date the same shift across lines.
+        #[arg(long)]
+        conversation: bool,
+    },
+    /// Score the detector on an ASQ-PHI corpus: value recall, character recall, character
+    /// precision and over-redaction, per type and overall.
+    #[command(
+        after_help = "Example:\n  medai phi eval --asq ../shared/data/phi/asq-phi-dev.txt --json"
+    )]
+    Eval {
+        /// The corpus file.
+        #[arg(long, value_name = "FILE")]
+        asq: PathBuf,
+        /// Print one JSON object {"overall", "by_type", "documents", "seconds"}.
+        #[arg(long)]
+        json: bool,
+        /// Also print every missed value and spurious span (corpus text) as JSON lines.
+        #[arg(long)]
+        show_misses: bool,
+    },
+}
+
+/// Where `medai phi` reads from and how.
+#[derive(Args, Debug)]
+pub struct PhiInput {
+    /// Input file, or - for standard input.
+    #[arg(long, default_value = "-", value_name = "FILE")]
+    pub input: PathBuf,
+    /// auto (JSON lines when the first line starts with '{'), jsonl or text.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "jsonl", "text"])]
+    pub format: String,
+}
+
+/// Output formats of `medai audit export`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// One JSON object per line.
+    Jsonl,
+    /// A FHIR R4 Bundle (collection) of AuditEvent resources.
+    Fhir,
+    /// FHIR R4 AuditEvent resources, one per line (bulk data NDJSON).
+    FhirNdjson,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Recompute every leaf and the Merkle tree, check every stored and exported checkpoint;
+    /// reports the first break precisely and exits non-zero on any.
+    #[command(
+        after_help = "Example:\n  medai audit verify --checkpoints /mnt/worm/medai-checkpoints"
+    )]
+    Verify {
+        /// Start at the event with this sequence number (the tree before it is taken as stored).
+        #[arg(long, value_name = "SEQ")]
+        from: Option<i64>,
+        /// Directory of exported signed checkpoints to compare with (default: the configured
+        /// `audit.checkpoint_dir`, if it exists).
+        #[arg(long, value_name = "DIR")]
+        checkpoints: Option<PathBuf>,
+        /// Public key file; repeat to add keys retired by a rotation (default:
+        /// `<data_dir>/audit-signing.key.pub`).
+        #[arg(long = "public-key", value_name = "FILE")]
+        public_keys: Vec<PathBuf>,
+    },
+    /// Print a proof (JSON) that verifies offline with `medai audit check-proof`: inclusion of
+    /// event SEQ in a signed checkpoint, or consistency between two signed checkpoints.
+    #[command(
+        after_help = "Example:\n  medai audit prove 1234 > event-1234.proof.json\n  medai audit prove --consistency 1000 2000 > 1000-2000.proof.json"
+    )]
+    Prove {
+        /// Sequence number of the event (inclusion proof).
+        #[arg(
+            required_unless_present = "consistency",
+            conflicts_with = "consistency"
+        )]
+        seq: Option<i64>,
+        /// Tree size of the checkpoint to prove against (default: the first that covers it).
+        #[arg(long, value_name = "SIZE", conflicts_with = "consistency")]
+        size: Option<u64>,
+        /// Tree sizes of two stored checkpoints, OLD and NEW.
+        #[arg(long, num_args = 2, value_names = ["OLD", "NEW"])]
+        consistency: Option<Vec<u64>>,
+    },
+    /// Check a proof file with the public key alone (no database, no private key).
+    #[command(
+        after_help = "Example:\n  medai audit check-proof --public-key audit-signing.key.pub event-1234.proof.json"
+    )]
+    CheckProof {
+        /// The log's public key file (`<origin>+<id>+<base64>`).
+        #[arg(long, value_name = "FILE")]
+        public_key: PathBuf,
+        /// The proof file from `medai audit prove`.
+        proof: PathBuf,
+    },
+    /// Write events as JSON lines or FHIR R4 AuditEvent resources.
+    #[command(
+        after_help = "Example:\n  medai audit export --format fhir --since 2026-01-01T00:00:00Z --patient 0193… > audit.json"
+    )]
+    Export {
+        /// jsonl, fhir (Bundle) or fhir-ndjson.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+        format: ExportFormat,
+        /// Only events at or after this time (RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only events before this time (RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// Only events by this user id.
+        #[arg(long, value_name = "ID")]
+        user: Option<String>,
+        /// Only events about this patient id.
+        #[arg(long, value_name = "ID")]
+        patient: Option<String>,
+        /// Write to this file instead of standard output.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Place pending events in the tree and sign a checkpoint now (to the database and the
+    /// checkpoint directory), e.g. before a backup.
+    #[command(after_help = "Example:\n  medai audit checkpoint")]
+    Checkpoint,
 }
 
 #[derive(Subcommand, Debug)]
@@ -129,6 +320,9 @@ pub enum TokenCommand {
         /// Lifetime in days (1–366).
         #[arg(long, default_value_t = 90)]
         days: u32,
+        /// Grant an action beyond the service role; repeatable. Allowed: audit.read.
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
     },
     /// Revoke a token.
     #[command(after_help = "Example:\n  medai token revoke 0193a1b2-...")]

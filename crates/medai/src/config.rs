@@ -6,6 +6,7 @@ use anyhow::{bail, Context as _};
 use figment::providers::{Env, Format as _, Serialized, Toml};
 use figment::Figment;
 use medai_core::config::Config;
+use medai_store::redis_tls::RedisCa;
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -68,6 +69,10 @@ fn load_from(flags: &GlobalArgs, env: Env) -> anyhow::Result<Config> {
         anyhow::anyhow!("invalid configuration: {}", msgs.join("; "))
     })?;
     config.validate().context("configuration rejected")?;
+    if let Some(ca) = &config.redis_ca_file {
+        // Read here so that `medai config check` and every command report a bad file at once.
+        RedisCa::load(ca).context("configuration rejected")?;
+    }
     Ok(config)
 }
 
@@ -148,6 +153,37 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("session_idle_timeout"), "{err}");
+    }
+
+    #[test]
+    fn redis_ca_file_must_exist_and_be_pem() {
+        let missing = file(
+            "redis_url = \"rediss://cache:6378\"\nredis_ca_file = \"/nonexistent/redis-ca.pem\"\n",
+        );
+        let err = format!(
+            "{:#}",
+            load_from(&flags_with(missing.path()), env()).unwrap_err()
+        );
+        assert!(
+            err.contains("`redis_ca_file` /nonexistent/redis-ca.pem: cannot be read"),
+            "{err}"
+        );
+        let not_pem = file("not a certificate");
+        let f = file(&format!(
+            "redis_url = \"rediss://cache:6378\"\nredis_ca_file = \"{}\"\n",
+            not_pem.path().display()
+        ));
+        let err = format!("{:#}", load_from(&flags_with(f.path()), env()).unwrap_err());
+        assert!(err.contains("holds no PEM certificate"), "{err}");
+        let f = file(&format!(
+            "redis_url = \"redis://cache:6379\"\nredis_ca_file = \"{}\"\n",
+            not_pem.path().display()
+        ));
+        let err = format!("{:#}", load_from(&flags_with(f.path()), env()).unwrap_err());
+        assert!(
+            err.contains("`redis_ca_file` needs a `redis_url` starting with rediss://"),
+            "{err}"
+        );
     }
 
     #[test]

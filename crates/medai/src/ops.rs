@@ -1,6 +1,6 @@
 //! The commands.
 
-use crate::cli::{Cli, Command, ConfigCommand, TokenCommand, UserCommand};
+use crate::cli::{Cli, Command, ConfigCommand, KeysCommand, TokenCommand, UserCommand};
 use crate::config;
 use anyhow::{bail, Context as _};
 use medai_core::audit::{AuditEvent, Outcome};
@@ -13,15 +13,31 @@ use std::sync::Arc;
 
 /// Runs one command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let command = match cli.command {
+        // text in, text out: no configuration, database or key file involved
+        Command::Phi(cmd) => return crate::phi::run(cmd),
+        other => other,
+    };
     let cfg = config::load(&cli.global)?;
     init_logging(&cfg);
-    match cli.command {
+    match command {
         Command::Serve => serve(cfg).await,
         Command::Init { print_setup_url } => init(cfg, print_setup_url).await,
         Command::Migrate => migrate(cfg).await,
         Command::Config(ConfigCommand::Check) => config_check(&cfg),
         Command::User(cmd) => user(cfg, cmd).await,
         Command::Token(cmd) => token(cfg, cmd).await,
+        Command::Phi(cmd) => crate::phi::run(cmd),
+        Command::Healthcheck {
+            ready,
+            timeout_secs,
+        } => healthcheck(&cfg, ready, timeout_secs).await,
+        Command::Audit(cmd) => crate::audit_ops::run(cfg, cmd).await,
+        Command::Keys(KeysCommand::Status) => keys_status(cfg).await,
+        Command::Keys(KeysCommand::Rotate { reencrypt, batch }) => {
+            keys_rotate(cfg, reencrypt, batch).await
+        }
+        Command::Keys(KeysCommand::Reencrypt { batch }) => keys_reencrypt(cfg, batch).await,
     }
 }
 
@@ -136,7 +152,137 @@ async fn migrate(cfg: Config) -> anyhow::Result<()> {
     } else {
         println!("applied {} migration(s): {applied:?}", applied.len());
     }
+    // Patient rows written before encryption at rest are encrypted now, in committed batches
+    // (an interrupted run resumes); `serve` does the same at start.
+    let (key, _) = medai_crypto::MasterKey::load_or_create(&bootstrap::key_path(&cfg))?;
+    let (_, encrypted) = bootstrap::load_phi_keys(&store, &key, SystemClock.now()).await?;
+    if encrypted > 0 {
+        println!("encrypted {encrypted} patient row(s) that were held in plaintext");
+    }
     store.close().await;
+    Ok(())
+}
+
+#[expect(clippy::print_stdout, reason = "command output")]
+async fn keys_rotate(cfg: Config, reencrypt: bool, batch: i64) -> anyhow::Result<()> {
+    let store = bootstrap::connect_current(&cfg).await?;
+    let key = medai_crypto::MasterKey::load(&bootstrap::key_path(&cfg))?;
+    let now = SystemClock.now();
+    let mut tx = store.begin().await?;
+    let version = medai_store::phi_keys::rotate(&mut tx, &key, now).await?;
+    medai_store::audit::append(
+        &mut tx,
+        &cli_event(now, "keys.rotate").detail(&serde_json::json!({ "data_key_version": version })),
+    )
+    .await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    println!("data key version {version} added; new writes use it; every stored key re-wrapped");
+    store.close().await;
+    if reencrypt {
+        keys_reencrypt(cfg, batch).await?;
+    }
+    Ok(())
+}
+
+/// Consecutive batches that may make no progress (rows changed under them by the server) before
+/// re-encryption gives up and asks to be run again.
+const REENCRYPT_STALLS: u32 = 100;
+
+#[expect(clippy::print_stdout, reason = "command output")]
+async fn keys_reencrypt(cfg: Config, batch: i64) -> anyhow::Result<()> {
+    let store = bootstrap::connect_current(&cfg).await?;
+    let key = medai_crypto::MasterKey::load(&bootstrap::key_path(&cfg))?;
+    let now = SystemClock.now();
+    let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
+    let phi = medai_store::phi_keys::load_or_init(&mut conn, &key, now).await?;
+    drop(conn);
+    let current = phi.current_version().context("no data key is loaded")?;
+    let (mut total, mut stalls) = (0u64, 0u32);
+    loop {
+        let mut tx = store.begin().await?;
+        let n = medai_store::patients::reencrypt(&mut tx, &phi, batch).await?;
+        let left = medai_store::patients::rows_under_older_keys(&mut tx, current).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        total += n;
+        if left == 0 {
+            break;
+        }
+        stalls = if n == 0 { stalls + 1 } else { 0 };
+        if stalls >= REENCRYPT_STALLS {
+            bail!(
+                "{left} row(s) kept changing under re-encryption; run `medai keys reencrypt` again"
+            );
+        }
+        println!("re-encrypted {total}; {left} left");
+    }
+    let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
+    medai_store::audit::append(
+        &mut conn,
+        &cli_event(SystemClock.now(), "keys.reencrypt")
+            .detail(&serde_json::json!({ "data_key_version": current, "rows": total })),
+    )
+    .await?;
+    drop(conn);
+    store.close().await;
+    println!("re-encrypted {total} patient row(s); every row uses data key version {current}");
+    Ok(())
+}
+
+#[expect(clippy::print_stdout, reason = "command output")]
+async fn keys_status(cfg: Config) -> anyhow::Result<()> {
+    let store = bootstrap::connect_current(&cfg).await?;
+    let key = medai_crypto::MasterKey::load(&bootstrap::key_path(&cfg))?;
+    let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
+    let keys = medai_store::phi_keys::status(&mut conn, &key).await?;
+    let plaintext = medai_store::phi_keys::plaintext_patient_rows(&mut conn).await?;
+    drop(conn);
+    store.close().await;
+    let now = SystemClock.now();
+    let current = keys
+        .iter()
+        .filter(|k| k.purpose == "data")
+        .map(|k| k.version)
+        .max();
+    println!("purpose      version  provider    created               age_days  unwraps  protects");
+    for k in &keys {
+        let created = time::OffsetDateTime::from_unix_timestamp(k.created_at)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_else(|| k.created_at.to_string());
+        let protects = if k.purpose == "data" {
+            format!("{} patient rows", k.patient_rows)
+        } else {
+            format!(
+                "MRN, date-of-birth and name indexes of {} patients",
+                k.patient_rows
+            )
+        };
+        let note = if k.purpose == "data" && Some(k.version) == current {
+            "  (new writes)"
+        } else {
+            ""
+        };
+        println!(
+            "{:<12} {:<8} {:<11} {:<21} {:<9} {:<8} {}{}",
+            k.purpose,
+            k.version,
+            k.provider,
+            created,
+            (now - k.created_at).max(0) / 86_400,
+            if k.unwraps { "yes" } else { "NO" },
+            protects,
+            note
+        );
+    }
+    if plaintext > 0 {
+        println!("{plaintext} patient row(s) are still in plaintext; run `medai migrate`");
+    }
+    if keys.iter().any(|k| !k.unwraps) {
+        bail!("the key file does not unwrap every PHI key; is this the installation's master.key?");
+    }
     Ok(())
 }
 
@@ -159,7 +305,7 @@ fn config_check(cfg: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn cli_event(now: i64, action: &str) -> AuditEvent {
+pub(crate) fn cli_event(now: i64, action: &str) -> AuditEvent {
     let os_user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
     AuditEvent::new(now, action, Outcome::Success)
         .actor("cli", "operator_cli")
@@ -296,7 +442,12 @@ async fn token(cfg: Config, cmd: TokenCommand) -> anyhow::Result<()> {
     let now = SystemClock.now();
     let mut tx = store.begin().await?;
     match cmd {
-        TokenCommand::Create { user, name, days } => {
+        TokenCommand::Create {
+            user,
+            name,
+            days,
+            scopes,
+        } => {
             let u = accounts::find_user(&mut tx, &user).await?;
             let (t, secret) = accounts::create_token(
                 &mut tx,
@@ -304,6 +455,7 @@ async fn token(cfg: Config, cmd: TokenCommand) -> anyhow::Result<()> {
                 &u.id,
                 &name,
                 days,
+                &scopes,
                 now,
             )
             .await?;
@@ -321,5 +473,15 @@ async fn token(cfg: Config, cmd: TokenCommand) -> anyhow::Result<()> {
         }
     }
     store.close().await;
+    Ok(())
+}
+
+#[expect(clippy::print_stdout, reason = "command output")]
+async fn healthcheck(cfg: &Config, ready: bool, timeout_secs: u64) -> anyhow::Result<()> {
+    let probe = crate::healthcheck::Probe {
+        ready,
+        timeout: std::time::Duration::from_secs(timeout_secs),
+    };
+    println!("{}", crate::healthcheck::run(cfg, probe).await?);
     Ok(())
 }

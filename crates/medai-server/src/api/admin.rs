@@ -372,6 +372,8 @@ pub struct NewToken {
     pub name: String,
     /// Lifetime in days, 1 to 366 (default 90).
     pub expires_in_days: Option<u32>,
+    /// Actions granted beyond the service role: `audit.read` (read the audit log).
+    pub scopes: Option<Vec<String>>,
 }
 
 /// A created token: the secret is shown only now.
@@ -404,6 +406,7 @@ pub async fn create_token(
         &req.user_id,
         &req.name,
         req.expires_in_days.unwrap_or(90),
+        &req.scopes.unwrap_or_default(),
         now,
     )
     .await?;

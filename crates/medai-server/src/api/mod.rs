@@ -83,6 +83,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(admin::revoke_token))
         .routes(routes!(compliance::list_grants))
         .routes(routes!(compliance::list_audit))
+        .routes(routes!(compliance::audit_status))
         .split_for_parts()
 }
 

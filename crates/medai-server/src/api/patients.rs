@@ -12,10 +12,44 @@ use medai_core::audit::Outcome;
 use medai_core::authz::PatientAccess;
 use medai_core::patient::{Demographics, Sex};
 use medai_core::Action;
+use medai_crypto::envelope::FieldError;
 use medai_store::patients::{self, format_date, parse_date, Patient, Search};
 use medai_store::{break_glass, care_teams, new_id, StoreError};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+
+/// Maps a repository error. A PHI field that failed to decrypt (corrupted ciphertext, wrong key,
+/// missing key version) is counted, audited as `phi.decrypt_failed` and logged with opaque ids
+/// only, and answered with a generic 500: nothing is returned in place of the data. Call it
+/// after the request's transaction is dropped (rolled back): the audit event commits on its own.
+async fn phi_fault(st: &AppState, p: &Principal, e: StoreError) -> ApiError {
+    let StoreError::Decrypt {
+        table,
+        column,
+        row_id,
+        source,
+    } = e
+    else {
+        return e.into();
+    };
+    let reason = match source {
+        FieldError::Malformed => "malformed",
+        FieldError::Open => "authentication",
+        FieldError::MissingKeyVersion(_) => "missing_key_version",
+    };
+    st.metrics.phi_decrypt_failure(reason);
+    let event = p
+        .event(st.now(), "phi.decrypt_failed", Outcome::Failure)
+        .patient(&row_id)
+        .detail(&serde_json::json!({ "table": table, "column": column, "reason": reason }));
+    if let Err(err) = st.audit.append(&event).await {
+        st.metrics.audit_append_failures.inc();
+        tracing::error!(target: "security", error = %err, "audit append of a decrypt failure failed");
+    }
+    ApiError::Internal(format!(
+        "cannot decrypt {table}.{column} of patient {row_id}: {reason}"
+    ))
+}
 
 /// A patient as returned by the API.
 #[derive(Serialize, ToSchema)]
@@ -157,7 +191,14 @@ pub async fn list(
         offset,
     };
     let mut tx = st.store.begin().await?;
-    let found = patients::search(&mut tx, &search).await?;
+    let phi = st.phi.current(&mut tx, &st.key, st.now()).await?;
+    let found = match patients::search(&mut tx, &phi, &search).await {
+        Ok(found) => found,
+        Err(e) => {
+            drop(tx);
+            return Err(phi_fault(&st, &p, e).await);
+        }
+    };
     let ids: Vec<&str> = found.iter().map(|x| x.id.as_str()).collect();
     crate::session::append_in(
         &st,
@@ -187,9 +228,10 @@ pub async fn create(
     let d = req.demographics(&st)?;
     let now = st.now();
     let mut tx = st.store.begin().await?;
+    let phi = st.phi.current(&mut tx, &st.key, st.now()).await?;
     let teams = resolve_teams(&mut tx, &p, req.care_team_ids.as_deref()).await?;
     let id = new_id();
-    patients::insert(&mut tx, &id, &d, now)
+    patients::insert(&mut tx, &phi, &id, &d, now)
         .await
         .map_err(|e| match e {
             StoreError::Conflict(_) => {
@@ -205,7 +247,7 @@ pub async fn create(
             .patient(&id),
     )
     .await?;
-    let created = patients::get(&mut tx, &id)
+    let created = patients::get(&mut tx, &phi, &id)
         .await?
         .ok_or(ApiError::NotFound("patient"))?;
     tx.commit().await.map_err(StoreError::from)?;
@@ -274,9 +316,14 @@ pub async fn get(
 ) -> Result<axum::Json<PatientOut>, ApiError> {
     let access = require_patient(&st, &p, Action::PatientRead, &id).await?;
     let mut tx = st.store.begin().await?;
-    let patient = patients::get(&mut tx, &id)
-        .await?
-        .ok_or(ApiError::NotFound("patient"))?;
+    let phi = st.phi.current(&mut tx, &st.key, st.now()).await?;
+    let patient = match patients::get(&mut tx, &phi, &id).await {
+        Ok(found) => found.ok_or(ApiError::NotFound("patient"))?,
+        Err(e) => {
+            drop(tx);
+            return Err(phi_fault(&st, &p, e).await);
+        }
+    };
     let e = p
         .event(st.now(), "patient.read", Outcome::Success)
         .patient(&id)
@@ -310,7 +357,8 @@ pub async fn update(
     let d = req.demographics(&st)?;
     let now = st.now();
     let mut tx = st.store.begin().await?;
-    patients::update(&mut tx, &id, &d, now)
+    let phi = st.phi.current(&mut tx, &st.key, st.now()).await?;
+    patients::update(&mut tx, &phi, &id, &d, now)
         .await
         .map_err(|e| match e {
             StoreError::Conflict(_) => {
@@ -325,9 +373,13 @@ pub async fn update(
             &serde_json::json!({ "break_glass": access == PatientAccess::AllowedByBreakGlass }),
         );
     crate::session::append_in(&st, &mut tx, &e).await?;
-    let updated = patients::get(&mut tx, &id)
-        .await?
-        .ok_or(ApiError::NotFound("patient"))?;
+    let updated = match patients::get(&mut tx, &phi, &id).await {
+        Ok(found) => found.ok_or(ApiError::NotFound("patient"))?,
+        Err(e) => {
+            drop(tx);
+            return Err(phi_fault(&st, &p, e).await);
+        }
+    };
     tx.commit().await.map_err(StoreError::from)?;
     Ok(axum::Json(updated.into()))
 }

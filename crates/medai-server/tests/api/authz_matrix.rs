@@ -376,8 +376,16 @@ async fn every_route_times_every_role() {
             },
             Case {
                 method: Method::GET,
-                template: "/api/v1/audit",
-                own: fixed("/api/v1/audit"),
+                template: "/api/v1/audit/events",
+                own: fixed("/api/v1/audit/events"),
+                foreign: None,
+                body: none,
+                expect: by_role(401, 403, 403, 403, 200, 403),
+            },
+            Case {
+                method: Method::GET,
+                template: "/api/v1/audit/status",
+                own: fixed("/api/v1/audit/status"),
                 foreign: None,
                 body: none,
                 expect: by_role(401, 403, 403, 403, 200, 403),

@@ -116,7 +116,7 @@ impl TestApp {
             .map(|u| u.split_once("token=").unwrap().1.to_owned());
         let ephemeral = match sessions {
             Sessions::Memory => Ephemeral::memory(),
-            Sessions::Redis => Ephemeral::redis(&redis_url().unwrap(), prefix)
+            Sessions::Redis => Ephemeral::redis(&redis_url().unwrap(), None, prefix)
                 .await
                 .unwrap(),
         };

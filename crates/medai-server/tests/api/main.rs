@@ -7,9 +7,11 @@
     reason = "integration-test helpers fail loudly; clippy exempts only #[test] bodies"
 )]
 
+mod audit;
 mod authz_matrix;
 mod bad_input;
 mod common;
+mod encryption;
 mod flows;
 mod serving;
 mod web;

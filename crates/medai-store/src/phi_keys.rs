@@ -1,0 +1,403 @@
+//! The keys that protect PHI columns, stored wrapped in `phi_keys`: AES-256-GCM data keys
+//! (versioned; new writes use the newest) and the HMAC blind-index key. The key-encryption key
+//! comes from a [`KeyProvider`] (the local key file by default) and never reaches the database.
+
+use crate::StoreError;
+use medai_crypto::envelope::{BlindIndexKey, DataKey, Field, FieldError, KeyProvider, KeyRing};
+use sqlx::AnyConnection;
+use zeroize::Zeroizing;
+
+/// The wrap version of the blind-index key; data keys are numbered from 1, so the two are never
+/// wrapped under the same context.
+const BLIND_INDEX_WRAP_VERSION: u32 = 0;
+
+const PURPOSE_DATA: &str = "data";
+const PURPOSE_BLIND_INDEX: &str = "blind-index";
+
+/// Unwrapped PHI keys held in memory (zeroed on drop): encrypts and decrypts fields, computes
+/// blind-index tokens.
+#[derive(Debug)]
+pub struct PhiCipher {
+    ring: KeyRing,
+    index: BlindIndexKey,
+}
+
+impl PhiCipher {
+    /// A cipher over the given keys (tests and tools that hold keys directly).
+    pub fn new(ring: KeyRing, index: BlindIndexKey) -> Self {
+        Self { ring, index }
+    }
+
+    /// The data-key version new writes use.
+    pub fn current_version(&self) -> Option<u32> {
+        self.ring.current_version()
+    }
+
+    /// Seals `plaintext` for `table.column` of row `row_id`.
+    pub fn seal(
+        &self,
+        table: &'static str,
+        column: &'static str,
+        row_id: &str,
+        plaintext: &str,
+    ) -> Result<Vec<u8>, StoreError> {
+        let field = Field {
+            table,
+            column,
+            row_id,
+        };
+        self.ring
+            .encrypt(&field, plaintext.as_bytes())
+            .map_err(|source| StoreError::Decrypt {
+                table,
+                column,
+                row_id: row_id.to_owned(),
+                source,
+            })
+    }
+
+    /// Opens a value sealed by [`PhiCipher::seal`] for the same field; a failure names the
+    /// field and row (never the value).
+    pub fn open(
+        &self,
+        table: &'static str,
+        column: &'static str,
+        row_id: &str,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<String>, StoreError> {
+        let field = Field {
+            table,
+            column,
+            row_id,
+        };
+        let err = |source| StoreError::Decrypt {
+            table,
+            column,
+            row_id: row_id.to_owned(),
+            source,
+        };
+        let bytes = self.ring.decrypt(&field, sealed).map_err(err)?;
+        let text = String::from_utf8(bytes.to_vec()).map_err(|_| err(FieldError::Malformed))?;
+        Ok(Zeroizing::new(text))
+    }
+
+    /// The blind-index token of `value` (trimmed, lower-cased) in `column`.
+    pub fn index_token(&self, column: &str, value: &str) -> String {
+        self.index.token(column, value)
+    }
+}
+
+/// Loads the PHI keys, creating data key version 1 and the blind-index key on first use.
+/// A key that the provider cannot unwrap (wrong key file, tampered row) is an error naming the
+/// purpose and version.
+pub async fn load_or_init(
+    conn: &mut AnyConnection,
+    provider: &dyn KeyProvider,
+    now: i64,
+) -> Result<PhiCipher, StoreError> {
+    match load_or_init_once(conn, provider, now).await {
+        // Another process created the first keys at the same moment: use theirs.
+        Err(StoreError::Conflict(_)) => load_or_init_once(conn, provider, now).await,
+        other => other,
+    }
+}
+
+async fn load_or_init_once(
+    conn: &mut AnyConnection,
+    provider: &dyn KeyProvider,
+    now: i64,
+) -> Result<PhiCipher, StoreError> {
+    let rows: Vec<(String, i64, Vec<u8>)> =
+        sqlx::query_as("SELECT purpose, version, wrapped FROM phi_keys ORDER BY purpose, version")
+            .fetch_all(&mut *conn)
+            .await?;
+    let mut ring = KeyRing::default();
+    let mut index = None;
+    for (purpose, version, wrapped) in rows {
+        let v = u32::try_from(version).map_err(|_| {
+            StoreError::Corrupt(format!("phi_keys has an invalid version {version}"))
+        })?;
+        let unwrap_err = |e: medai_crypto::CryptoError| StoreError::KeyUnwrap {
+            purpose: purpose.clone(),
+            version: v,
+            detail: e.to_string(),
+        };
+        match purpose.as_str() {
+            PURPOSE_DATA => {
+                let key = provider.unwrap(&wrapped, v).await.map_err(unwrap_err)?;
+                ring.insert(v, key);
+            }
+            PURPOSE_BLIND_INDEX => {
+                let key = provider
+                    .unwrap(&wrapped, BLIND_INDEX_WRAP_VERSION)
+                    .await
+                    .map_err(unwrap_err)?;
+                index = Some(BlindIndexKey::from(key));
+            }
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "phi_keys has an unknown purpose {other:?}"
+                )))
+            }
+        }
+    }
+    if ring.current_version().is_none() {
+        let key = DataKey::generate();
+        let wrapped = provider
+            .wrap(&key, 1)
+            .await
+            .map_err(|e| StoreError::KeyUnwrap {
+                purpose: PURPOSE_DATA.into(),
+                version: 1,
+                detail: e.to_string(),
+            })?;
+        insert_key(conn, PURPOSE_DATA, 1, &wrapped, provider.name(), now).await?;
+        ring.insert(1, key);
+    }
+    let index = match index {
+        Some(k) => k,
+        None => {
+            let key = DataKey::generate();
+            let wrapped = provider
+                .wrap(&key, BLIND_INDEX_WRAP_VERSION)
+                .await
+                .map_err(|e| StoreError::KeyUnwrap {
+                    purpose: PURPOSE_BLIND_INDEX.into(),
+                    version: BLIND_INDEX_WRAP_VERSION,
+                    detail: e.to_string(),
+                })?;
+            insert_key(
+                conn,
+                PURPOSE_BLIND_INDEX,
+                BLIND_INDEX_WRAP_VERSION,
+                &wrapped,
+                provider.name(),
+                now,
+            )
+            .await?;
+            BlindIndexKey::from(key)
+        }
+    };
+    Ok(PhiCipher { ring, index })
+}
+
+async fn insert_key(
+    conn: &mut AnyConnection,
+    purpose: &str,
+    version: u32,
+    wrapped: &[u8],
+    provider: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    // Two processes starting at once: the loser's insert is ignored and it must reload.
+    let r = sqlx::query(
+        "INSERT INTO phi_keys (purpose, version, wrapped, provider, created_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+    )
+    .bind(purpose)
+    .bind(i64::from(version))
+    .bind(wrapped.to_vec())
+    .bind(provider)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    if r.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict("phi key"))
+    }
+}
+
+/// One stored PHI key, for `medai keys status`.
+#[derive(Debug, Clone)]
+pub struct KeyInfo {
+    /// `data` or `blind-index`.
+    pub purpose: String,
+    /// The key version (the blind-index key is version 0).
+    pub version: u32,
+    /// The provider that wrapped it, e.g. `local-file`.
+    pub provider: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Patient rows it protects: rows sealed under this data key, or (blind-index key) every
+    /// encrypted row.
+    pub patient_rows: i64,
+    /// Whether the key provider unwraps it now.
+    pub unwraps: bool,
+}
+
+/// Every stored PHI key, with what it protects and whether `provider` unwraps it. Creates
+/// nothing.
+pub async fn status(
+    conn: &mut AnyConnection,
+    provider: &dyn KeyProvider,
+) -> Result<Vec<KeyInfo>, StoreError> {
+    let rows: Vec<(String, i64, Vec<u8>, String, i64)> = sqlx::query_as(
+        "SELECT purpose, version, wrapped, provider, created_at FROM phi_keys \
+         ORDER BY purpose DESC, version",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (purpose, version, wrapped, key_provider, created_at) in rows {
+        let v = u32::try_from(version).map_err(|_| {
+            StoreError::Corrupt(format!("phi_keys has an invalid version {version}"))
+        })?;
+        let (patient_rows,): (i64,) = if purpose == PURPOSE_DATA {
+            sqlx::query_as("SELECT COUNT(*) FROM patients WHERE key_version = $1")
+                .bind(version)
+                .fetch_one(&mut *conn)
+                .await?
+        } else {
+            sqlx::query_as("SELECT COUNT(*) FROM patients WHERE key_version IS NOT NULL")
+                .fetch_one(&mut *conn)
+                .await?
+        };
+        let wrap_version = if purpose == PURPOSE_DATA {
+            v
+        } else {
+            BLIND_INDEX_WRAP_VERSION
+        };
+        let unwraps = provider.unwrap(&wrapped, wrap_version).await.is_ok();
+        out.push(KeyInfo {
+            purpose,
+            version: v,
+            provider: key_provider,
+            created_at,
+            patient_rows,
+            unwraps,
+        });
+    }
+    Ok(out)
+}
+
+/// Patient rows still held in plaintext (written before encryption at rest).
+pub async fn plaintext_patient_rows(conn: &mut AnyConnection) -> Result<i64, StoreError> {
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM patients WHERE key_version IS NULL")
+        .fetch_one(conn)
+        .await?;
+    Ok(n)
+}
+
+/// The newest data-key version stored (none before the first start).
+pub async fn latest_data_version(conn: &mut AnyConnection) -> Result<Option<u32>, StoreError> {
+    let (v,): (Option<i64>,) =
+        sqlx::query_as("SELECT MAX(version) FROM phi_keys WHERE purpose = 'data'")
+            .fetch_one(conn)
+            .await?;
+    v.map(|v| {
+        u32::try_from(v)
+            .map_err(|_| StoreError::Corrupt(format!("phi_keys has an invalid version {v}")))
+    })
+    .transpose()
+}
+
+/// Adds data key version `newest + 1` (new writes use it at once) and re-wraps every stored key
+/// under `provider`'s current key-encryption key. Run it in a transaction: either all of it
+/// happens or none. Returns the new version.
+pub async fn rotate(
+    conn: &mut AnyConnection,
+    provider: &dyn KeyProvider,
+    now: i64,
+) -> Result<u32, StoreError> {
+    let rows: Vec<(String, i64, Vec<u8>)> =
+        sqlx::query_as("SELECT purpose, version, wrapped FROM phi_keys ORDER BY purpose, version")
+            .fetch_all(&mut *conn)
+            .await?;
+    if rows.is_empty() {
+        return Err(StoreError::Schema(
+            "no PHI keys exist yet; run `medai init` first".into(),
+        ));
+    }
+    let mut newest = 0;
+    for (purpose, version, wrapped) in rows {
+        let v = u32::try_from(version).map_err(|_| {
+            StoreError::Corrupt(format!("phi_keys has an invalid version {version}"))
+        })?;
+        let wrap_version = if purpose == PURPOSE_DATA {
+            newest = newest.max(v);
+            v
+        } else {
+            BLIND_INDEX_WRAP_VERSION
+        };
+        let fail = |e: medai_crypto::CryptoError| StoreError::KeyUnwrap {
+            purpose: purpose.clone(),
+            version: v,
+            detail: e.to_string(),
+        };
+        let key = provider
+            .unwrap(&wrapped, wrap_version)
+            .await
+            .map_err(fail)?;
+        let rewrapped = provider.wrap(&key, wrap_version).await.map_err(fail)?;
+        sqlx::query(
+            "UPDATE phi_keys SET wrapped = $1, provider = $2 WHERE purpose = $3 AND version = $4",
+        )
+        .bind(rewrapped)
+        .bind(provider.name())
+        .bind(&purpose)
+        .bind(version)
+        .execute(&mut *conn)
+        .await?;
+    }
+    let version = newest.checked_add(1).ok_or(StoreError::Corrupt(
+        "data key versions are exhausted".into(),
+    ))?;
+    let key = DataKey::generate();
+    let wrapped = provider
+        .wrap(&key, version)
+        .await
+        .map_err(|e| StoreError::KeyUnwrap {
+            purpose: PURPOSE_DATA.into(),
+            version,
+            detail: e.to_string(),
+        })?;
+    insert_key(conn, PURPOSE_DATA, version, &wrapped, provider.name(), now).await?;
+    Ok(version)
+}
+
+/// The PHI keys of a running server: reloaded from the database when another process (`medai
+/// keys rotate`) has added a data key, so new writes use the new key at once and rows
+/// re-encrypted under it stay readable.
+#[derive(Debug)]
+pub struct PhiKeyring {
+    current: std::sync::RwLock<std::sync::Arc<PhiCipher>>,
+}
+
+impl PhiKeyring {
+    /// Starts with the keys loaded at start-up.
+    pub fn new(cipher: PhiCipher) -> Self {
+        Self {
+            current: std::sync::RwLock::new(std::sync::Arc::new(cipher)),
+        }
+    }
+
+    /// The keys in memory, without asking the database.
+    pub fn cached(&self) -> std::sync::Arc<PhiCipher> {
+        match self.current.read() {
+            Ok(g) => std::sync::Arc::clone(&g),
+            Err(poisoned) => std::sync::Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// The current keys: one small query for the newest data-key version, and a reload (all
+    /// keys unwrapped again by `provider`) when it is newer than the one in memory.
+    pub async fn current(
+        &self,
+        conn: &mut AnyConnection,
+        provider: &dyn KeyProvider,
+        now: i64,
+    ) -> Result<std::sync::Arc<PhiCipher>, StoreError> {
+        let cached = self.cached();
+        let stored = latest_data_version(&mut *conn).await?;
+        if stored <= cached.current_version() {
+            return Ok(cached);
+        }
+        let fresh = std::sync::Arc::new(load_or_init(conn, provider, now).await?);
+        match self.current.write() {
+            Ok(mut g) => *g = std::sync::Arc::clone(&fresh),
+            Err(poisoned) => *poisoned.into_inner() = std::sync::Arc::clone(&fresh),
+        }
+        Ok(fresh)
+    }
+}
