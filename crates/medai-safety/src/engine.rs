@@ -1,0 +1,290 @@
+//! The triage engine: tokenise, find every phrase and measured feature, mark the words that a
+//! context cue takes out of the present tense (negated, past history, hypothetical, teaching
+//! material), then fire each rule whose term groups are affirmed close together.
+
+use crate::features;
+use crate::lexicon::{Cue, Found, Tag};
+use crate::rules::{Pattern, RuleSet, Within};
+use crate::text::{tokenize, Doc};
+use serde::Serialize;
+
+const NEGATED: u8 = 1;
+const HISTORY: u8 = 2;
+const HYPOTHETICAL: u8 = 4;
+const EDUCATION: u8 = 8;
+
+/// The outcome of triage on one text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Triage {
+    /// True when at least one rule fired: the answer must carry the escalation notices.
+    pub flagged: bool,
+    /// The rules that fired, in rule-file order, each once.
+    pub hits: Vec<Hit>,
+    /// The version of the rule set that produced this result (for provenance).
+    pub rule_set_version: String,
+}
+
+impl Triage {
+    /// The fired rule ids, in rule-file order (for metrics and audit details).
+    pub fn rule_ids(&self) -> impl Iterator<Item = &str> {
+        self.hits.iter().map(|h| h.rule_id.as_str())
+    }
+}
+
+/// One fired rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Hit {
+    /// The rule id: the `rule` label of `medai_safety_escalations_total`.
+    pub rule_id: String,
+    /// The rule's version.
+    pub rule_version: u32,
+    /// The rule's title.
+    pub title: String,
+    /// The escalation notice for the clinician.
+    pub notice: String,
+    /// Byte ranges of the input that made the rule fire (offsets, never the text itself, so a
+    /// result can be logged without carrying PHI).
+    pub evidence: Vec<Evidence>,
+}
+
+/// A byte range of the triaged text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Evidence {
+    /// First byte.
+    pub start: usize,
+    /// One past the last byte.
+    pub end: usize,
+}
+
+/// An affirmed term occurrence: words `start..end` of group `group` of rule `rule`.
+#[derive(Debug, Clone, Copy)]
+struct Occurrence {
+    rule: u16,
+    group: u16,
+    start: usize,
+    end: usize,
+}
+
+impl RuleSet {
+    /// Triage one text (a question, with the patient context it is asked about). Linear in the
+    /// length of the text; never panics.
+    pub fn triage(&self, text: &str) -> Triage {
+        let doc = tokenize(text);
+        let found = self.lexicon.find(&doc);
+        let flags = self.context_flags(&doc, &found);
+        let mut occurrences: Vec<Occurrence> = Vec::new();
+        let excluded = |rule: u16, i: usize| {
+            found.iter().any(|f| {
+                matches!(f.tag, Tag::Exclude { rule: r } if r == rule) && f.start <= i && i < f.end
+            })
+        };
+        for f in &found {
+            if let Tag::Term { rule, group } = f.tag {
+                if flags[f.start] == 0 && !excluded(rule, f.start) {
+                    occurrences.push(Occurrence {
+                        rule,
+                        group,
+                        start: f.start,
+                        end: f.end,
+                    });
+                }
+            }
+        }
+        if !self.features.is_empty() {
+            for (i, feature) in features::find(&doc) {
+                if flags.get(i).copied().unwrap_or(0) != 0 {
+                    continue;
+                }
+                for &(f, rule, group) in &self.features {
+                    if f == feature {
+                        occurrences.push(Occurrence {
+                            rule,
+                            group,
+                            start: i,
+                            end: i + 1,
+                        });
+                    }
+                }
+            }
+        }
+        occurrences.sort_by_key(|o| (o.rule, o.start));
+        let mut hits = Vec::new();
+        let mut rest = occurrences.as_slice();
+        while let Some(first) = rest.first() {
+            let rule_idx = first.rule;
+            let n = rest.iter().take_while(|o| o.rule == rule_idx).count();
+            let (mine, tail) = rest.split_at(n);
+            rest = tail;
+            let Some(rule) = self.rules.get(usize::from(rule_idx)) else {
+                continue;
+            };
+            if let Some(evidence) = rule.patterns.iter().find_map(|p| satisfied(p, mine, &doc)) {
+                hits.push(Hit {
+                    rule_id: rule.id().to_string(),
+                    rule_version: rule.version(),
+                    title: rule.title().to_string(),
+                    notice: rule.notice().to_string(),
+                    evidence,
+                });
+            }
+        }
+        Triage {
+            flagged: !hits.is_empty(),
+            hits,
+            rule_set_version: self.version().to_string(),
+        }
+    }
+
+    /// For each word, the context flags that cues put on it.
+    fn context_flags(&self, doc: &Doc, found: &[Found]) -> Vec<u8> {
+        let n = doc.toks.len();
+        let mut flags = vec![0u8; n];
+        let mut pseudo = vec![false; n];
+        let mut terminator = vec![false; n];
+        let sentences = doc.toks.last().map_or(0, |t| t.sentence as usize + 1);
+        let mut education = vec![false; sentences];
+        let mut patient = vec![false; sentences];
+        for f in found {
+            match f.tag {
+                Tag::Cue(Cue::Pseudo) => pseudo[f.start..f.end].iter_mut().for_each(|p| *p = true),
+                Tag::Cue(Cue::Terminator) => terminator[f.start] = true,
+                Tag::Cue(Cue::Education) => education[doc.toks[f.start].sentence as usize] = true,
+                Tag::Cue(Cue::PatientSpecific) => {
+                    patient[doc.toks[f.start].sentence as usize] = true;
+                }
+                _ => {}
+            }
+        }
+        let w = self.windows;
+        for f in found {
+            let Tag::Cue(cue) = f.tag else { continue };
+            if pseudo[f.start] {
+                continue;
+            }
+            match cue {
+                Cue::NegationPre => {
+                    forward(doc, &terminator, &mut flags, f.end, w.negation, NEGATED)
+                }
+                Cue::NegationNear => forward(doc, &terminator, &mut flags, f.end, w.near, NEGATED),
+                Cue::NegationPost => {
+                    backward(doc, &terminator, &mut flags, f.start, w.post, NEGATED)
+                }
+                Cue::HistoryPre => forward(doc, &terminator, &mut flags, f.end, w.history, HISTORY),
+                Cue::HistoryPost => {
+                    backward(doc, &terminator, &mut flags, f.start, w.history, HISTORY)
+                }
+                Cue::Hypothetical => {
+                    forward(
+                        doc,
+                        &terminator,
+                        &mut flags,
+                        f.end,
+                        w.hypothetical,
+                        HYPOTHETICAL,
+                    );
+                }
+                Cue::Pseudo | Cue::Education | Cue::PatientSpecific | Cue::Terminator => {}
+            }
+        }
+        for (i, t) in doc.toks.iter().enumerate() {
+            let s = t.sentence as usize;
+            if education[s] && !patient[s] {
+                flags[i] |= EDUCATION;
+            }
+        }
+        flags
+    }
+}
+
+/// Flags up to `window` words from `from` on, within the sentence, until a terminator.
+fn forward(doc: &Doc, terminator: &[bool], flags: &mut [u8], from: usize, window: usize, flag: u8) {
+    let Some(sentence) = from
+        .checked_sub(1)
+        .and_then(|i| doc.toks.get(i))
+        .map(|t| t.sentence)
+    else {
+        return;
+    };
+    for k in from..(from + window).min(doc.toks.len()) {
+        if doc.toks[k].sentence != sentence || terminator[k] {
+            break;
+        }
+        flags[k] |= flag;
+    }
+}
+
+/// Flags up to `window` words before `from`, within the clause, until a terminator.
+fn backward(
+    doc: &Doc,
+    terminator: &[bool],
+    flags: &mut [u8],
+    from: usize,
+    window: usize,
+    flag: u8,
+) {
+    let Some(clause) = doc.toks.get(from).map(|t| t.clause) else {
+        return;
+    };
+    for k in (from.saturating_sub(window)..from).rev() {
+        if doc.toks[k].clause != clause || terminator[k] {
+            break;
+        }
+        flags[k] |= flag;
+    }
+}
+
+/// Whether `pattern` holds over a rule's affirmed occurrences (sorted by start); the evidence
+/// if so.
+fn satisfied(pattern: &Pattern, occ: &[Occurrence], doc: &Doc) -> Option<Vec<Evidence>> {
+    // events: (key, element, occurrence), sorted by key
+    let mut events: Vec<(usize, usize, usize)> = Vec::new();
+    for (k, o) in occ.iter().enumerate() {
+        for (e, union) in pattern.elements.iter().enumerate() {
+            if union.contains(&o.group) {
+                let key = match pattern.within {
+                    Within::Words(_) => o.start,
+                    Within::Sentence => doc.toks.get(o.start).map_or(0, |t| t.sentence as usize),
+                };
+                events.push((key, e, k));
+            }
+        }
+    }
+    let span = match pattern.within {
+        Within::Words(n) => n,
+        Within::Sentence => 0,
+    };
+    let mut counts = vec![0usize; pattern.elements.len()];
+    let mut distinct = 0usize;
+    let mut left = 0usize;
+    for right in 0..events.len() {
+        let (key, e, _) = events[right];
+        if counts[e] == 0 {
+            distinct += 1;
+        }
+        counts[e] += 1;
+        while events[left].0 + span < key {
+            let le = events[left].1;
+            counts[le] -= 1;
+            if counts[le] == 0 {
+                distinct -= 1;
+            }
+            left += 1;
+        }
+        if distinct >= pattern.min {
+            let mut evidence: Vec<Evidence> = events[left..=right]
+                .iter()
+                .filter_map(|&(_, _, k)| {
+                    let o = occ.get(k)?;
+                    Some(Evidence {
+                        start: doc.toks.get(o.start)?.start,
+                        end: doc.toks.get(o.end.checked_sub(1)?)?.end,
+                    })
+                })
+                .collect();
+            evidence.sort_by_key(|e| (e.start, e.end));
+            evidence.dedup();
+            return Some(evidence);
+        }
+    }
+    None
+}

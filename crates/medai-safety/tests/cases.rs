@@ -1,0 +1,43 @@
+//! The labelled case files scored as CI scores them: the development file meets the goals
+//! (sensitivity ≥ 0.95, specificity ≥ 0.90); the held-out file is reported and must stay above
+//! the floor CI enforces (0.90 / 0.85).
+
+#![allow(clippy::unwrap_used, clippy::print_stdout, reason = "test code")]
+
+use medai_safety::eval::{evaluate, parse_cases};
+use medai_safety::RuleSet;
+
+fn score(file: &str) -> medai_safety::eval::Report {
+    let rules = RuleSet::builtin().unwrap();
+    let path = format!("{}/data/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let cases = parse_cases(&text, &rules).unwrap();
+    let report = evaluate(&rules, &cases);
+    for m in &report.misses {
+        println!(
+            "{file}: {} expected {:?} fired {:?}",
+            m.id, m.expected, m.fired
+        );
+    }
+    println!(
+        "{file}: {} cases, sensitivity {:.3}, specificity {:.3}, {:?}",
+        report.cases,
+        report.overall.sensitivity(),
+        report.overall.specificity(),
+        report.overall
+    );
+    report
+}
+
+#[test]
+fn development_cases_meet_the_goals() {
+    let r = score("triage-cases.jsonl");
+    assert!(r.cases >= 160);
+    let positives = r.overall.tp + r.overall.fn_;
+    assert!(
+        r.cases - positives >= r.cases / 2,
+        "at least half negatives"
+    );
+    assert!(r.overall.sensitivity() >= 0.95, "{:?}", r.overall);
+    assert!(r.overall.specificity() >= 0.90, "{:?}", r.overall);
+}
