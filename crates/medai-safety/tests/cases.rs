@@ -41,3 +41,11 @@ fn development_cases_meet_the_goals() {
     assert!(r.overall.sensitivity() >= 0.95, "{:?}", r.overall);
     assert!(r.overall.specificity() >= 0.90, "{:?}", r.overall);
 }
+
+#[test]
+fn held_out_cases_stay_above_the_ci_floor() {
+    let r = score("triage-heldout.jsonl");
+    assert!(r.cases >= 60);
+    assert!(r.overall.sensitivity() >= 0.90, "{:?}", r.overall);
+    assert!(r.overall.specificity() >= 0.85, "{:?}", r.overall);
+}
