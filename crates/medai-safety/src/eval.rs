@@ -5,6 +5,10 @@ use crate::rules::RuleSet;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// The development cases shipped with the rule set (`data/triage-cases.jsonl`), which the rule
+/// set was written against; `data/triage-heldout.jsonl` was written after it was frozen.
+pub const DEVELOPMENT_CASES: &str = include_str!("../data/triage-cases.jsonl");
+
 /// One labelled case.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

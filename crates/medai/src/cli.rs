@@ -92,6 +92,60 @@ pub enum Command {
     /// The keys that encrypt PHI at rest.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Red-flag safety triage of clinical text against the versioned rule set, and its scores
+    /// on labelled cases (no configuration needed).
+    #[command(subcommand)]
+    Triage(TriageCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TriageCommand {
+    /// Triage each input line: reads JSON lines {"id", "text"} and writes one JSON line
+    /// {"id", "flagged", "rules": [rule ids]} per input, in order. A line that is not such an
+    /// object is reported on standard error and as {"line", "error"} on standard output, and the
+    /// command exits non-zero.
+    #[command(
+        after_help = "Example:\n  echo '{\"id\": 1, \"text\": \"c/o chest pain and diaphoresis x 1 h\"}' | medai triage check\n  medai triage check --rules my-rules.toml --input questions.jsonl > flags.jsonl"
+    )]
+    Check {
+        /// A rule file to use instead of the built-in rule set.
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
+        /// Input file, or - for standard input.
+        #[arg(long, default_value = "-", value_name = "FILE")]
+        input: PathBuf,
+    },
+    /// Score the rule set on labelled cases (JSON lines {"id", "text", "expect": [rule ids]}):
+    /// TP/FP/FN/TN, sensitivity and specificity per rule and overall, and the misclassified
+    /// ids. Exits non-zero when overall sensitivity or specificity is below the goal.
+    #[command(
+        after_help = "Without --cases, scores the development cases built into medai.\n\nExample:\n  medai triage eval\n  medai triage eval --cases crates/medai-safety/data/triage-heldout.jsonl --min-sensitivity 0.90 --min-specificity 0.85"
+    )]
+    Eval {
+        /// A rule file to use instead of the built-in rule set.
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
+        /// The labelled case file (default: the built-in development cases).
+        #[arg(long, value_name = "FILE")]
+        cases: Option<PathBuf>,
+        /// The lowest acceptable overall sensitivity (0–1).
+        #[arg(long, default_value_t = 0.95, value_parser = fraction)]
+        min_sensitivity: f64,
+        /// The lowest acceptable overall specificity (0–1).
+        #[arg(long, default_value_t = 0.90, value_parser = fraction)]
+        min_specificity: f64,
+        /// Print one JSON object {"rule_set", "cases", "overall", "by_rule", "misses"} instead of
+        /// the table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a number between 0 and 1")),
+    }
 }
 
 #[derive(Subcommand, Debug)]

@@ -8,6 +8,7 @@ mod config;
 mod healthcheck;
 mod ops;
 mod phi;
+mod triage;
 
 use clap::Parser as _;
 use std::process::ExitCode;

@@ -16,6 +16,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let command = match cli.command {
         // text in, text out: no configuration, database or key file involved
         Command::Phi(cmd) => return crate::phi::run(cmd),
+        Command::Triage(cmd) => return crate::triage::run(cmd),
         other => other,
     };
     let cfg = config::load(&cli.global)?;
@@ -38,6 +39,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             keys_rotate(cfg, reencrypt, batch).await
         }
         Command::Keys(KeysCommand::Reencrypt { batch }) => keys_reencrypt(cfg, batch).await,
+        Command::Triage(cmd) => crate::triage::run(cmd),
     }
 }
 
