@@ -1,0 +1,187 @@
+//! Triage behaviour on the built-in rule set (context cues, windows, evidence), rule-file
+//! validation, and totality on arbitrary input.
+
+#![allow(clippy::unwrap_used, clippy::panic, reason = "test code")]
+
+use medai_safety::{RuleError, RuleSet, BUILTIN_RULES};
+use proptest::prelude::*;
+
+static RULES: std::sync::LazyLock<RuleSet> =
+    std::sync::LazyLock::new(|| RuleSet::builtin().unwrap());
+
+fn fired(text: &str) -> Vec<String> {
+    RULES.triage(text).rule_ids().map(str::to_string).collect()
+}
+
+#[test]
+fn builtin_rule_set_loads_with_the_required_rules() {
+    let rules = RuleSet::builtin().unwrap();
+    assert_eq!(rules.version(), "1.0.0");
+    let ids: Vec<&str> = rules.rules().iter().map(|r| r.id()).collect();
+    for id in [
+        "acs",
+        "stroke",
+        "anaphylaxis",
+        "suicide_risk",
+        "sepsis",
+        "severe_bleeding",
+        "infant_fever",
+        "meningitis",
+        "ectopic_pregnancy",
+    ] {
+        assert!(ids.contains(&id), "{id} missing");
+    }
+    for r in rules.rules() {
+        assert!(r.version() >= 1);
+        assert!(r.notice().contains("decision support"), "{}", r.id());
+        assert!(!r.title().is_empty());
+    }
+    assert!(RuleSet::from_path(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/rules/triage-v1.toml"
+    )))
+    .is_ok());
+}
+
+#[test]
+fn context_cues_decide_whether_a_finding_is_present() {
+    let table: &[(&str, &[&str])] = &[
+        // affirmed
+        ("c/o chest pain with diaphoresis", &["acs"]),
+        ("CP and SOB since 1 h", &["acs"]),
+        // negation before, near, after, and its end at "but"
+        ("denies chest pain, diaphoresis or SOB", &[]),
+        (
+            "chest pain; he is not diaphoretic and not short of breath",
+            &[],
+        ),
+        ("chest pain and SOB: denied", &[]),
+        ("denies fever but c/o chest pain and diaphoresis", &["acs"]),
+        ("denies chest pain but reports diaphoresis", &[]),
+        // pseudo-negation does not negate
+        ("chest pain not relieved by rest, diaphoretic", &["acs"]),
+        ("cannot rule out anaphylaxis", &["anaphylaxis"]),
+        // history
+        ("MI in 2015, stable", &[]),
+        (
+            "history of stroke with residual arm weakness and slurred speech",
+            &[],
+        ),
+        ("prior anaphylaxis to penicillin, now well", &[]),
+        ("h/o stroke, now new facial droop since 30 min", &["stroke"]),
+        // hypothetical and teaching
+        ("return precautions for chest pain or diaphoresis", &[]),
+        (
+            "what are the warning signs of stroke such as facial droop and slurred speech?",
+            &[],
+        ),
+        ("how to counsel on anaphylaxis", &[]),
+        (
+            "Pt now has facial droop and slurred speech; what are the warning signs of stroke?",
+            &["stroke"],
+        ),
+        ("not sure if this is anaphylaxis", &["anaphylaxis"]),
+        // look-alikes
+        ("SI joint pain", &[]),
+        ("septic arthritis, afebrile", &[]),
+        ("4 month old with fever", &[]),
+        ("6 wk old with fever", &["infant_fever"]),
+        ("T 38.9, HR 124, RR 28", &["sepsis"]),
+        ("T 38.9, HR 124", &[]),
+    ];
+    for (text, expected) in table {
+        assert_eq!(fired(text), *expected, "{text}");
+    }
+}
+
+#[test]
+fn terms_must_be_close_together() {
+    let filler = " and the plan was discussed at length with the family".repeat(6);
+    assert_eq!(
+        fired(&format!("chest pain{filler}. Diaphoretic.")),
+        Vec::<String>::new()
+    );
+    assert_eq!(fired("chest pain. Diaphoretic on arrival."), ["acs"]);
+}
+
+#[test]
+fn a_hit_carries_the_rule_and_offsets_of_its_evidence() {
+    let rules = RuleSet::builtin().unwrap();
+    let text = "Now c/o chest pain with diaphoresis.";
+    let t = rules.triage(text);
+    assert!(t.flagged);
+    assert_eq!(t.rule_set_version, "1.0.0");
+    let hit = &t.hits[0];
+    assert_eq!(hit.rule_id, "acs");
+    assert_eq!(hit.rule_version, 1);
+    assert!(hit.notice.contains("decision support"));
+    let words: Vec<&str> = hit.evidence.iter().map(|e| &text[e.start..e.end]).collect();
+    assert_eq!(words, ["chest pain", "diaphoresis"]);
+    assert!(!rules.triage("").flagged);
+}
+
+fn broken(from: &str, to: &str) -> RuleError {
+    assert!(BUILTIN_RULES.contains(from), "{from}");
+    RuleSet::from_toml(&BUILTIN_RULES.replacen(from, to, 1)).unwrap_err()
+}
+
+#[test]
+fn invalid_rule_files_are_refused_naming_rule_and_field() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("id = \"stroke\"", "id = \"acs\"", "rule \"acs\", field `id`: another rule"),
+        ("id = \"stroke\"", "id = \"Stroke!\"", "field `id`"),
+        ("version = 1\ntitle = \"Possible acute stroke\"", "version = 0\ntitle = \"Possible acute stroke\"", "rule \"stroke\", field `version`"),
+        ("This is decision support, not a diagnosis; it does not replace clinical judgement.\"\n\n[rule.terms]\nface", "Act now.\"\n\n[rule.terms]\nface", "rule \"stroke\", field `notice`"),
+        ("groups = [\"face\", \"arm\", \"speech\"]", "groups = [\"face\", \"arms\", \"speech\"]", "rule \"stroke\", field `pattern[0].groups`: \"arms\" is not a term group"),
+        ("min = 2\nwithin = 30", "min = 4\nwithin = 30", "field `pattern[0].min`"),
+        ("min = 2\nwithin = 30", "min = 2", "field `pattern[0].within`"),
+        ("within = 25\n\n[[rule.pattern]]", "within = 0\n\n[[rule.pattern]]", "field `pattern[0].within`"),
+        ("\"@infant_under_3_months\",", "\"@infant_age\",", "rule \"infant_fever\", field `terms.infant`: unknown measured feature"),
+        ("\"crooked smile\",", "\"crooked+smile\",", "rule \"stroke\", field `terms.face`"),
+        ("\"diaphore*\",", "\"di*\",", "rule \"acs\", field `terms.associated`"),
+        ("[[rule.pattern]]\ngroups = [\"infant\", \"fever\"]\nwithin = 30", "[[rule.pattern]]\ngroups = [\"infant\"]", "field `terms.fever`: this term group is used by no pattern"),
+        ("negation_window = 7", "negation_window = 0", "rule \"(cues)\", field `negation_window`"),
+        ("version = \"1.0.0\"", "version = \"\"", "rule \"(ruleset)\", field `version`"),
+        ("id = \"stroke\"", "id = \"stroke\"\ncolour = \"red\"", "unknown field `colour`"),
+        ("[cues]", "[cues", "not a valid rule set"),
+    ];
+    for (from, to, expected) in cases {
+        let msg = broken(from, to).to_string();
+        assert!(msg.contains(expected), "{to:?}: {msg:?} lacks {expected:?}");
+    }
+    let err = RuleSet::from_path(std::path::Path::new("/nonexistent/rules.toml")).unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/rules.toml"));
+}
+
+proptest! {
+    #[test]
+    fn never_panics_and_evidence_is_in_bounds(text in "\\PC{0,400}") {
+        let t = RULES.triage(&text);
+        prop_assert_eq!(t.flagged, !t.hits.is_empty());
+        for h in &t.hits {
+            for e in &h.evidence {
+                prop_assert!(e.start < e.end && e.end <= text.len());
+                prop_assert!(text.is_char_boundary(e.start) && text.is_char_boundary(e.end));
+            }
+        }
+    }
+
+    #[test]
+    fn clinical_fragments_in_any_order_never_panic(
+        parts in proptest::collection::vec(
+            prop_oneof![
+                Just("chest pain"), Just("denies"), Just("no"), Just("h/o"), Just("if"),
+                Just("BP 80/"), Just("/50"), Just("T 38."), Just("6 wk"), Just("old"),
+                Just("SI"), Just(","), Just("."), Just("?"), Just("ß"), Just("\n"),
+                Just("facial droop"), Just("warning signs"), Just("but"), Just("2015"),
+                Just("diaphoretic"), Just("ü"), Just("'"), Just("/"), Just("-"),
+            ],
+            0..60,
+        ),
+        sep in prop_oneof![Just(""), Just(" ")],
+    ) {
+        let text = parts.join(sep);
+        let t = RULES.triage(&text);
+        prop_assert_eq!(t.flagged, !t.hits.is_empty());
+    }
+}
