@@ -43,7 +43,11 @@ fn note(seed: usize, target: usize, with_flag: bool) -> String {
         out.push(' ');
         k = k.wrapping_mul(7).wrapping_add(3);
     }
+    // cut at a word boundary: a cut word ("warning si…") would be a different text
     while out.len() > target {
+        out.pop();
+    }
+    while out.ends_with(|c: char| !c.is_whitespace()) {
         out.pop();
     }
     out
