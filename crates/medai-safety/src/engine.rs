@@ -6,6 +6,7 @@ use crate::features;
 use crate::lexicon::{Cue, Found, Tag};
 use crate::rules::{Pattern, RuleSet, Within};
 use crate::text::{tokenize, Doc};
+use rustc_hash::FxHashSet;
 use serde::Serialize;
 
 const NEGATED: u8 = 1;
@@ -73,11 +74,14 @@ impl RuleSet {
         let found = self.lexicon.find(&doc);
         let flags = self.context_flags(&doc, &found);
         let mut occurrences: Vec<Occurrence> = Vec::new();
-        let excluded = |rule: u16, i: usize| {
-            found.iter().any(|f| {
-                matches!(f.tag, Tag::Exclude { rule: r } if r == rule) && f.start <= i && i < f.end
-            })
-        };
+        // (rule, word) pairs covered by one of the rule's look-alike phrases
+        let mut excluded_words: FxHashSet<(u16, usize)> = FxHashSet::default();
+        for f in &found {
+            if let Tag::Exclude { rule } = f.tag {
+                excluded_words.extend((f.start..f.end).map(|i| (rule, i)));
+            }
+        }
+        let excluded = |rule: u16, i: usize| excluded_words.contains(&(rule, i));
         for f in &found {
             if let Tag::Term { rule, group } = f.tag {
                 if flags[f.start] == 0 && !excluded(rule, f.start) {
