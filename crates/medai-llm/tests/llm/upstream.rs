@@ -184,6 +184,7 @@ struct Shared {
     cut_short: AtomicUsize,
     cut_short_notify: Notify,
     chat_requests: AtomicUsize,
+    durations: Mutex<Vec<Duration>>,
 }
 
 /// A running server.
@@ -240,6 +241,12 @@ impl Upstream {
         self.shared.chat_requests.load(Ordering::SeqCst)
     }
 
+    /// How long each completed stream took on the server, from receiving the request to the
+    /// last piece written (taken: the list is emptied).
+    pub fn take_durations(&self) -> Vec<Duration> {
+        std::mem::take(&mut *self.shared.durations.lock().unwrap())
+    }
+
     /// Bodies whose client went away before the end.
     pub fn cut_short(&self) -> usize {
         self.shared.cut_short.load(Ordering::SeqCst)
@@ -261,11 +268,14 @@ impl Upstream {
 struct BodyGuard {
     shared: Arc<Shared>,
     finished: bool,
+    started: std::time::Instant,
 }
 
 impl BodyGuard {
     fn done(&mut self) {
         self.finished = true;
+        let took = self.started.elapsed();
+        self.shared.durations.lock().unwrap().push(took);
     }
 }
 
@@ -279,6 +289,7 @@ impl Drop for BodyGuard {
 }
 
 async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let started = std::time::Instant::now();
     let (parts, body) = request.into_parts();
     let bytes = axum::body::to_bytes(body, 1 << 20)
         .await
@@ -335,12 +346,15 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
             let guard = BodyGuard {
                 shared: Arc::clone(&shared),
                 finished: false,
+                started,
             };
             let state = (guard, VecDeque::from(pieces), true);
             let stream = futures_util::stream::unfold(
                 state,
                 move |(mut guard, mut rest, first)| async move {
-                    tokio::time::sleep(if first { first_delay } else { gap }).await;
+                    if !rest.is_empty() {
+                        tokio::time::sleep(if first { first_delay } else { gap }).await;
+                    }
                     match rest.pop_front() {
                         Some(piece) => Some((Ok(bytes::Bytes::from(piece)), (guard, rest, false))),
                         None => match end {
