@@ -232,16 +232,18 @@ impl<V: Borrow<Vault>> StreamingReidentifier<V> {
         0
     }
 
-    /// Whether `tail` is, ignoring ASCII case, the beginning of a longer surrogate.
+    /// Whether `tail` is, ignoring ASCII case, the beginning of a longer surrogate (a binary
+    /// search over the sorted lower-case surrogates, without allocating).
     fn is_proper_prefix(&self, tail: &str) -> bool {
-        let lower = tail.to_ascii_lowercase();
+        let tail = tail.as_bytes();
+        let lowered = || tail.iter().map(u8::to_ascii_lowercase);
         let at = self
             .prefixes
-            .partition_point(|p| p.as_str() < lower.as_str());
+            .partition_point(|p| p.bytes().cmp(lowered()) == std::cmp::Ordering::Less);
         self.prefixes[at..]
             .iter()
             .take(2)
-            .any(|p| p.len() > lower.len() && p.starts_with(&lower))
+            .any(|p| p.len() > tail.len() && p.as_bytes()[..tail.len()].eq_ignore_ascii_case(tail))
     }
 }
 

@@ -227,9 +227,10 @@ async fn an_error_object_inside_the_stream_and_a_mid_stream_disconnect_end_the_a
         "retry = { max_retries = 3, base_delay = \"1ms\", max_delay = \"1ms\" }",
     )]);
     let (reg, recorder) = registry(&cfg);
-    for _ in 0..2 {
+    for round in 0..2 {
         let (text, end) = collect(reg.chat_stream(None, question("q")).await.unwrap()).await;
-        assert_eq!(text, "one two");
+        // the first token always arrives; what follows a disconnect may be lost with it
+        assert!(text == "one two" || (round == 1 && text == "one"), "{text}");
         assert!(matches!(end, Err(LlmError::Protocol(_))), "{end:?}");
     }
     assert_eq!(up.chat_requests(), 2, "never retried after the first token");

@@ -363,6 +363,8 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
                                 None
                             }
                             End::Disconnect => {
+                                // let the pieces already written reach the socket first
+                                tokio::time::sleep(Duration::from_millis(50)).await;
                                 guard.done();
                                 Some((
                                     Err(std::io::Error::other("scripted disconnect")),
