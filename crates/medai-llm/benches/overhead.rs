@@ -191,6 +191,24 @@ fn isolated(body: &[Vec<u8>], vault: &Vault, runs: usize) -> Vec<Duration> {
     times
 }
 
+/// CPU time used so far by the client runtime's threads (Linux `/proc`; `None` elsewhere). Unlike
+/// the wall time inside polls, it does not grow when another process preempts the thread.
+fn client_cpu() -> Option<Duration> {
+    let mut total = 0u64;
+    let mut found = false;
+    for entry in std::fs::read_dir("/proc/self/task").ok()? {
+        let dir = entry.ok()?.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if !comm.starts_with("medai-client") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(dir.join("schedstat")).unwrap_or_default();
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+        found = true;
+    }
+    found.then(|| Duration::from_nanos(total))
+}
+
 fn main() {
     let gap_ms: u64 = std::env::var("MEDAI_BENCH_GAP_MS")
         .ok()
@@ -234,7 +252,11 @@ limits = {{ max_concurrent = 128, max_queue = 128 }}
         ModelRegistry::from_config(&config, Arc::new(CountingObserver::default())).unwrap(),
     );
     let vault = Arc::new(vault);
-    let client_rt = tokio::runtime::Runtime::new().unwrap();
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("medai-client")
+        .enable_all()
+        .build()
+        .unwrap();
 
     println!(
         "medai-llm overhead: {TOKENS} tokens per answer, one SSE event every {gap_ms} ms (scripted {} ms), {cores} cores, upstream in the same process",
@@ -274,22 +296,28 @@ limits = {{ max_concurrent = 128, max_queue = 128 }}
         };
         warm(streams);
         up.take_durations();
+        let cpu_before = client_cpu();
         let mut samples = Vec::new();
         for _ in 0..rounds {
             samples.extend(warm(streams));
         }
+        let cpu = client_cpu()
+            .zip(cpu_before)
+            .map(|(after, before)| ms((after - before) / samples.len() as u32))
+            .unwrap_or_else(|| "n/a".into());
         let mut upstream = up.take_durations();
         let mut processing: Vec<Duration> = samples.iter().map(|s| s.processing).collect();
         let mut total: Vec<Duration> = samples.iter().map(|s| s.total).collect();
         let p50 = percentile(&mut processing, 0.50);
         let p99 = percentile(&mut processing, 0.99);
         println!(
-            "{:>7} {:>8} | {:>10} {:>10} {:>10}us | {:>10} {:>10} {:>10} {:>10}",
+            "{:>7} {:>8} | {:>10} {:>10} {:>10}us {:>11} | {:>10} {:>10} {:>10} {:>10}",
             streams,
             samples.len(),
             ms(p50),
             ms(p99),
             format!("{:.1}", p50.as_secs_f64() * 1e6 / TOKENS as f64),
+            cpu,
             ms(percentile(&mut total, 0.50)),
             ms(percentile(&mut total, 0.99)),
             ms(percentile(&mut upstream, 0.50)),
@@ -302,7 +330,7 @@ limits = {{ max_concurrent = 128, max_queue = 128 }}
         ms(percentile(&mut alone, 0.50)),
         ms(percentile(&mut alone, 0.99))
     );
-    println!("(all times in ms unless marked; proc = time inside the pipeline per answer, up = the upstream's own stream duration)");
+    println!("(ms unless marked; proc = wall time inside the pipeline per answer, preemption included; cpu/answer = CPU of the client runtime threads per answer, HTTP client included; up = the upstream's own stream duration)");
     drop(client_rt);
     drop(up);
     drop(server_rt);
