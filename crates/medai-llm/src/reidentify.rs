@@ -389,5 +389,26 @@ mod tests {
             prop_assert_eq!(out, vault.reidentify(&answer));
             prop_assert!(max_held <= answer.len());
         }
+
+        #[test]
+        fn any_byte_chunking_inside_characters_gives_the_same_text(
+            cuts in proptest::collection::vec(0usize..400, 0..60),
+        ) {
+            let (vault, deid) = vault();
+            let answer = format!("Ünïcode 😀 {deid} – 中文 {deid}");
+            let bytes = answer.as_bytes();
+            let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+            cuts.sort_unstable();
+            let mut r = StreamingReidentifier::new(&vault);
+            let mut out = String::new();
+            let mut last = 0;
+            for c in cuts {
+                out.push_str(&r.push_bytes(&bytes[last..c]));
+                last = c;
+            }
+            out.push_str(&r.push_bytes(&bytes[last..]));
+            out.push_str(&r.finish());
+            prop_assert_eq!(out, vault.reidentify(&answer));
+        }
     }
 }
