@@ -217,6 +217,12 @@ impl Vault {
         self.entries.is_empty()
     }
 
+    /// Every surrogate in use (never the originals), for a streaming re-identifier that must
+    /// recognise the start of a surrogate before the rest of it has arrived.
+    pub fn surrogates(&self) -> impl Iterator<Item = &str> + '_ {
+        self.entries.iter().map(|e| e.surrogate.as_str())
+    }
+
     /// Detects PHI in `text` and replaces it.
     pub fn deidentify(&mut self, detector: &Detector, text: &str) -> Deidentified {
         let spans = detector.detect(text);

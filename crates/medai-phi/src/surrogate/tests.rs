@@ -28,3 +28,20 @@ fn round_trip_of_a_clinical_note() {
     assert!(out.text.contains("90+"));
     assert_eq!(v.reidentify(&out.text), text);
 }
+
+#[test]
+fn surrogates_lists_each_replacement_and_no_original() {
+    let (d, mut v) = vault();
+    assert_eq!(v.surrogates().count(), 0);
+    let text = "John Smith, MRN 483920, called 555-867-5309.";
+    let out = v.deidentify(&d, text);
+    let surrogates: Vec<&str> = v.surrogates().collect();
+    assert_eq!(surrogates.len(), v.len());
+    for s in &surrogates {
+        assert!(out.text.contains(s), "{s} not in the de-identified text");
+        assert!(!text.contains(s), "{s} is an original");
+    }
+    for original in ["John", "Smith", "483920", "555-867-5309"] {
+        assert!(!surrogates.contains(&original));
+    }
+}
