@@ -191,7 +191,7 @@ pub async fn list(
         offset,
     };
     let mut tx = st.store.begin().await?;
-    let phi = st.phi.current(&mut tx, &st.key, st.now()).await?;
+    let phi = st.phi.current(&mut tx, &*st.kek, st.now()).await?;
     let found = match patients::search(&mut tx, &phi, &search).await {
         Ok(found) => found,
         Err(e) => {
@@ -228,7 +228,7 @@ pub async fn create(
     let d = req.demographics(&st)?;
     let now = st.now();
     let mut tx = st.store.begin().await?;
-    let phi = st.phi.current(&mut tx, &st.key, st.now()).await?;
+    let phi = st.phi.current(&mut tx, &*st.kek, st.now()).await?;
     let teams = resolve_teams(&mut tx, &p, req.care_team_ids.as_deref()).await?;
     let id = new_id();
     patients::insert(&mut tx, &phi, &id, &d, now)
@@ -316,7 +316,7 @@ pub async fn get(
 ) -> Result<axum::Json<PatientOut>, ApiError> {
     let access = require_patient(&st, &p, Action::PatientRead, &id).await?;
     let mut tx = st.store.begin().await?;
-    let phi = st.phi.current(&mut tx, &st.key, st.now()).await?;
+    let phi = st.phi.current(&mut tx, &*st.kek, st.now()).await?;
     let patient = match patients::get(&mut tx, &phi, &id).await {
         Ok(found) => found.ok_or(ApiError::NotFound("patient"))?,
         Err(e) => {
@@ -357,7 +357,7 @@ pub async fn update(
     let d = req.demographics(&st)?;
     let now = st.now();
     let mut tx = st.store.begin().await?;
-    let phi = st.phi.current(&mut tx, &st.key, st.now()).await?;
+    let phi = st.phi.current(&mut tx, &*st.kek, st.now()).await?;
     patients::update(&mut tx, &phi, &id, &d, now)
         .await
         .map_err(|e| match e {
