@@ -847,6 +847,99 @@ mod tests {
         assert!(!format!("{c:?}").contains("hunter2"));
     }
 
+    fn keys(v: serde_json::Value) -> Result<Config, String> {
+        let c: Config =
+            serde_json::from_value(serde_json::json!({ "keys": v })).map_err(|e| e.to_string())?;
+        c.validate().map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+
+    #[test]
+    fn keys_section_selects_a_provider_and_each_problem_names_its_key() {
+        let c = Config::default();
+        assert_eq!(c.keys.provider, KeyProviderKind::LocalFile);
+        assert_eq!(c.keys.effective_timeout(), Duration::from_secs(10));
+        let c = keys(serde_json::json!({
+            "provider": "aws-kms", "timeout": "3s",
+            "aws": { "key_id": "alias/medai-phi", "region": "eu-west-1" }
+        }))
+        .unwrap();
+        assert_eq!(c.keys.provider.name(), "aws-kms");
+        assert_eq!(c.keys.effective_timeout(), Duration::from_secs(3));
+        keys(serde_json::json!({
+            "provider": "gcp-kms",
+            "gcp": { "key_name": "projects/p/locations/global/keyRings/r/cryptoKeys/k" }
+        }))
+        .unwrap();
+        keys(serde_json::json!({
+            "provider": "azure-key-vault",
+            "azure": { "vault_url": "https://v.vault.azure.net", "key_name": "phi-kek",
+                       "token_file": "/run/secrets/azure-token" }
+        }))
+        .unwrap();
+        for (v, key) in [
+            (serde_json::json!({ "provider": "aws-kms" }), "keys.aws"),
+            (
+                serde_json::json!({ "provider": "aws-kms", "aws": { "key_id": "" } }),
+                "keys.aws.key_id",
+            ),
+            (
+                serde_json::json!({ "provider": "aws-kms", "aws": { "key_id": "k", "region": "US East" } }),
+                "keys.aws.region",
+            ),
+            (
+                serde_json::json!({ "provider": "aws-kms", "aws": { "key_id": "k", "endpoint": "kms.local" } }),
+                "keys.aws.endpoint",
+            ),
+            (serde_json::json!({ "provider": "gcp-kms" }), "keys.gcp"),
+            (
+                serde_json::json!({ "provider": "gcp-kms", "gcp": { "key_name": "projects/p/cryptoKeys/k" } }),
+                "keys.gcp.key_name",
+            ),
+            (
+                serde_json::json!({ "provider": "gcp-kms", "gcp": {
+                    "key_name": "projects/p/locations/l/keyRings/r/cryptoKeys/k",
+                    "token_url": "metadata" } }),
+                "keys.gcp.token_url",
+            ),
+            (
+                serde_json::json!({ "provider": "azure-key-vault" }),
+                "keys.azure",
+            ),
+            (
+                serde_json::json!({ "provider": "azure-key-vault", "azure": {
+                    "vault_url": "https://v.vault.azure.net", "key_name": "a/b" } }),
+                "keys.azure.key_name",
+            ),
+            (
+                serde_json::json!({ "provider": "azure-key-vault", "azure": {
+                    "vault_url": "v.vault.azure.net", "key_name": "k" } }),
+                "keys.azure.vault_url",
+            ),
+            (serde_json::json!({ "timeout": "1ms" }), "keys.timeout"),
+        ] {
+            let e = keys(v.clone()).unwrap_err();
+            assert!(e.contains(&format!("`{key}`")), "{v}: {e}");
+        }
+        // Unknown providers and fields are refused at parse time.
+        assert!(keys(serde_json::json!({ "provider": "vault" })).is_err());
+        assert!(keys(serde_json::json!({ "aws": { "key_id": "k", "secret": "x" } })).is_err());
+    }
+
+    #[test]
+    fn key_provider_endpoints_are_masked_when_serialized() {
+        let c = keys(serde_json::json!({
+            "provider": "aws-kms",
+            "aws": { "key_id": "k", "endpoint": "https://user:pa55@kms.internal" }
+        }))
+        .unwrap();
+        let v = serde_json::to_string(&c).unwrap();
+        assert!(
+            !v.contains("pa55") && v.contains("https://user:****@kms.internal"),
+            "{v}"
+        );
+    }
+
     #[test]
     fn mask_handles_odd_urls() {
         assert_eq!(mask_url_str("no scheme"), "****");

@@ -1,5 +1,5 @@
 //! Key providers backed by cloud key management services, behind medai's
-//! [`KeyProvider`](medai_crypto::envelope::KeyProvider) trait: **AWS KMS** (the official SDK),
+//! `KeyProvider` trait: **AWS KMS** (the official SDK),
 //! **Google Cloud KMS** and **Azure Key Vault** (their documented REST APIs with OAuth2 bearer
 //! tokens).
 //!

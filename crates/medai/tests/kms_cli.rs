@@ -128,6 +128,53 @@ fn family_name(dir: &std::path::Path, endpoint: &str, key: &str, id: &str) -> St
     })
 }
 
+/// Starts `medai serve` on a fresh data directory with AWS KMS configured, waits until it
+/// serves, and stops it with SIGTERM.
+fn serve_until_listening(dir: &std::path::Path, endpoint: &str, key: &str) {
+    use std::io::{BufRead as _, BufReader};
+    let mut c = Command::new(env!("CARGO_BIN_EXE_medai"));
+    c.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ])
+    .args(["--data-dir", dir.to_str().unwrap()])
+    .env_remove("MEDAI_CONFIG")
+    .env_remove("MEDAI_DATABASE_URL")
+    .env_remove("MEDAI_REDIS_URL")
+    .env("MEDAI_LOG_FORMAT", "json")
+    .env("AWS_ACCESS_KEY_ID", "testing")
+    .env("AWS_SECRET_ACCESS_KEY", "testing")
+    .env("AWS_EC2_METADATA_DISABLED", "true")
+    .env("MEDAI_KEYS__PROVIDER", "aws-kms")
+    .env("MEDAI_KEYS__AWS__KEY_ID", key)
+    .env("MEDAI_KEYS__AWS__REGION", "us-east-1")
+    .env("MEDAI_KEYS__AWS__ENDPOINT", endpoint)
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut serving = false;
+    for line in lines.by_ref().map_while(Result::ok) {
+        if line.contains("\"medai serving\"") {
+            serving = true;
+            break;
+        }
+    }
+    assert!(serving, "medai serve did not start");
+    // Keep draining its log so the shutdown messages have somewhere to go.
+    let drain = std::thread::spawn(move || lines.map_while(Result::ok).count());
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    assert!(child.wait().unwrap().success());
+    drain.join().unwrap();
+}
+
 #[test]
 fn keys_move_from_the_local_file_to_aws_kms_and_patients_stay_readable() {
     let Some(url) = moto() else { return };
@@ -222,13 +269,12 @@ fn keys_move_from_the_local_file_to_aws_kms_and_patients_stay_readable() {
 }
 
 #[test]
-fn a_fresh_installation_on_aws_kms_wraps_its_keys_there_and_a_silent_kms_times_out() {
+fn serve_on_aws_kms_wraps_a_fresh_installations_keys_there_and_a_silent_kms_times_out() {
     let Some(url) = moto() else { return };
     let key = new_key(&url);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
-    let o = medai(&dir, Some((&url, &key)), &["init"]);
-    assert!(o.status.success(), "{o:?}");
+    serve_until_listening(&dir, &url, &key);
     let keys = phi_keys(&dir);
     assert_eq!(
         keys,
