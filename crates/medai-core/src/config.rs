@@ -54,6 +54,119 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// The tamper-evident audit log: signed checkpoints and verification.
     pub audit: AuditConfig,
+    /// The key provider that wraps the PHI data keys (the local key file by default).
+    pub keys: KeysConfig,
+}
+
+/// Which key provider wraps the PHI data keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyProviderKind {
+    /// The local key file in the data directory (`master.key`).
+    #[default]
+    LocalFile,
+    /// AWS Key Management Service (`[keys.aws]`).
+    AwsKms,
+    /// Google Cloud KMS (`[keys.gcp]`).
+    GcpKms,
+    /// Azure Key Vault (`[keys.azure]`).
+    AzureKeyVault,
+}
+
+impl KeyProviderKind {
+    /// The name stored beside each wrapped key in `phi_keys.provider`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::LocalFile => "local-file",
+            Self::AwsKms => "aws-kms",
+            Self::GcpKms => "gcp-kms",
+            Self::AzureKeyVault => "azure-key-vault",
+        }
+    }
+}
+
+/// The `[keys]` section: which provider wraps the PHI data keys, and its settings. The local
+/// key file stays in use for TOTP seeds whatever the provider, and keeps unwrapping PHI keys it
+/// wrapped until `medai keys rewrap` moves them to the configured provider.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// `local-file` (default), `aws-kms`, `gcp-kms` or `azure-key-vault`.
+    pub provider: KeyProviderKind,
+    /// Longest wait for one call to the key provider (default 10 s); a provider that does not
+    /// answer in time is an error naming it, never a hang.
+    #[serde(with = "humantime_serde::option")]
+    pub timeout: Option<Duration>,
+    /// AWS KMS settings (`provider = "aws-kms"`).
+    pub aws: Option<AwsKmsConfig>,
+    /// Google Cloud KMS settings (`provider = "gcp-kms"`).
+    pub gcp: Option<GcpKmsConfig>,
+    /// Azure Key Vault settings (`provider = "azure-key-vault"`).
+    pub azure: Option<AzureKeyVaultConfig>,
+}
+
+impl KeysConfig {
+    /// The timeout in force (10 s unless configured).
+    pub fn effective_timeout(&self) -> Duration {
+        self.timeout.unwrap_or(Duration::from_secs(10))
+    }
+}
+
+/// AWS KMS: a symmetric encryption key. Credentials and (unless set here) the region come from
+/// the standard AWS sources: environment, shared config files, web identity (EKS), ECS or EC2
+/// instance roles.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AwsKmsConfig {
+    /// Key ARN, key id, alias ARN or `alias/name`.
+    pub key_id: String,
+    /// AWS region, e.g. `us-east-1`; unset uses `AWS_REGION` or the shared config.
+    pub region: Option<String>,
+    /// Endpoint override (a VPC endpoint, or a KMS-compatible server in tests).
+    #[serde(serialize_with = "mask_plain_url")]
+    pub endpoint: Option<String>,
+}
+
+/// Google Cloud KMS: a symmetric `ENCRYPT_DECRYPT` key.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GcpKmsConfig {
+    /// `projects/P/locations/L/keyRings/R/cryptoKeys/K`.
+    pub key_name: String,
+    /// API base URL (default `https://cloudkms.googleapis.com`).
+    #[serde(serialize_with = "mask_plain_url")]
+    pub endpoint: Option<String>,
+    /// A file holding the OAuth2 access token (re-read before each call, so an external
+    /// refresher can rotate it). Takes precedence over `token_url`.
+    pub token_file: Option<PathBuf>,
+    /// The token endpoint, when no `token_file` is set: the metadata server by default
+    /// (`http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token`;
+    /// on GKE, workload identity serves the pod's Google service account there).
+    #[serde(serialize_with = "mask_plain_url")]
+    pub token_url: Option<String>,
+}
+
+/// Azure Key Vault: an RSA key used with RSA-OAEP-256 wrap/unwrap.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AzureKeyVaultConfig {
+    /// The vault, e.g. `https://myvault.vault.azure.net`.
+    #[serde(serialize_with = "mask_vault_url")]
+    pub vault_url: String,
+    /// The key's name.
+    pub key_name: String,
+    /// The key version used for new wraps; unset uses the newest. The version that wrapped
+    /// each key is stored with it, so unwrapping never depends on this.
+    pub key_version: Option<String>,
+    /// The managed identity's client id, when the host has more than one.
+    pub client_id: Option<String>,
+    /// A file holding the OAuth2 access token (re-read before each call, so an external
+    /// refresher can rotate it). Takes precedence over `token_url`.
+    pub token_file: Option<PathBuf>,
+    /// The token endpoint, when no `token_file` is set: the managed-identity endpoint
+    /// (IMDS, `http://169.254.169.254/metadata/identity/oauth2/token`) by default.
+    #[serde(serialize_with = "mask_plain_url")]
+    pub token_url: Option<String>,
 }
 
 /// Settings of the tamper-evident audit log.
@@ -106,6 +219,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             shutdown_grace: Duration::from_secs(30),
             audit: AuditConfig::default(),
+            keys: KeysConfig::default(),
         }
     }
 }
@@ -419,6 +533,136 @@ impl Config {
         if self.data_dir.as_os_str().is_empty() {
             return Err(err("data_dir", "must not be empty"));
         }
+        self.validate_keys()
+    }
+
+    fn validate_keys(&self) -> Result<(), ConfigError> {
+        let k = &self.keys;
+        if let Some(t) = k.timeout {
+            within(
+                "keys.timeout",
+                t,
+                Duration::from_millis(100),
+                Duration::from_secs(300),
+            )?;
+        }
+        fn url(key: &'static str, v: &str) -> Result<(), ConfigError> {
+            if !(v.starts_with("https://") || v.starts_with("http://"))
+                || v.contains(char::is_whitespace)
+            {
+                return Err(err(key, "must be an https:// (or http://) URL"));
+            }
+            Ok(())
+        }
+        fn token(
+            file_key: &'static str,
+            url_key: &'static str,
+            token_file: Option<&PathBuf>,
+            token_url: Option<&String>,
+        ) -> Result<(), ConfigError> {
+            if token_file.is_some_and(|f| f.as_os_str().is_empty()) {
+                return Err(err(file_key, "must not be empty"));
+            }
+            if let Some(u) = token_url {
+                url(url_key, u)?;
+            }
+            Ok(())
+        }
+        match k.provider {
+            KeyProviderKind::LocalFile => {}
+            KeyProviderKind::AwsKms => {
+                let Some(a) = &k.aws else {
+                    return Err(err(
+                        "keys.aws",
+                        "is required with provider = \"aws-kms\" (at least keys.aws.key_id)",
+                    ));
+                };
+                if a.key_id.trim().is_empty() || a.key_id.contains(char::is_whitespace) {
+                    return Err(err(
+                        "keys.aws.key_id",
+                        "must be a key ARN, key id or alias (alias/NAME)",
+                    ));
+                }
+                if let Some(r) = &a.region {
+                    if r.is_empty()
+                        || !r
+                            .chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                    {
+                        return Err(err("keys.aws.region", "must look like us-east-1"));
+                    }
+                }
+                if let Some(e) = &a.endpoint {
+                    url("keys.aws.endpoint", e)?;
+                }
+            }
+            KeyProviderKind::GcpKms => {
+                let Some(g) = &k.gcp else {
+                    return Err(err(
+                        "keys.gcp",
+                        "is required with provider = \"gcp-kms\" (at least keys.gcp.key_name)",
+                    ));
+                };
+                let parts: Vec<&str> = g.key_name.split('/').collect();
+                let shaped = parts.len() == 8
+                    && parts[0] == "projects"
+                    && parts[2] == "locations"
+                    && parts[4] == "keyRings"
+                    && parts[6] == "cryptoKeys"
+                    && parts.iter().all(|p| {
+                        !p.is_empty()
+                            && p.chars()
+                                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                    });
+                if !shaped {
+                    return Err(err(
+                        "keys.gcp.key_name",
+                        "must be projects/P/locations/L/keyRings/R/cryptoKeys/K",
+                    ));
+                }
+                if let Some(e) = &g.endpoint {
+                    url("keys.gcp.endpoint", e)?;
+                }
+                token(
+                    "keys.gcp.token_file",
+                    "keys.gcp.token_url",
+                    g.token_file.as_ref(),
+                    g.token_url.as_ref(),
+                )?;
+            }
+            KeyProviderKind::AzureKeyVault => {
+                let Some(a) = &k.azure else {
+                    return Err(err(
+                        "keys.azure",
+                        "is required with provider = \"azure-key-vault\" (vault_url, key_name)",
+                    ));
+                };
+                url("keys.azure.vault_url", &a.vault_url)?;
+                let name_ok = |v: &str| {
+                    !v.is_empty()
+                        && v.len() <= 127
+                        && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                };
+                if !name_ok(&a.key_name) {
+                    return Err(err(
+                        "keys.azure.key_name",
+                        "must be 1 to 127 letters, digits or '-'",
+                    ));
+                }
+                if a.key_version.as_deref().is_some_and(|v| !name_ok(v)) {
+                    return Err(err(
+                        "keys.azure.key_version",
+                        "must be a key version id (letters and digits)",
+                    ));
+                }
+                token(
+                    "keys.azure.token_file",
+                    "keys.azure.token_url",
+                    a.token_file.as_ref(),
+                    a.token_url.as_ref(),
+                )?;
+            }
+        }
         Ok(())
     }
 
@@ -499,6 +743,17 @@ fn mask_query_secrets(tail: &str) -> String {
         })
         .collect();
     format!("{path}?{}", parts.join("&"))
+}
+
+fn mask_plain_url<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(u) => s.serialize_some(&mask_url_str(u)),
+        None => s.serialize_none(),
+    }
+}
+
+fn mask_vault_url<S: Serializer>(v: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&mask_url_str(v))
 }
 
 fn mask_url<S: Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
@@ -590,6 +845,99 @@ mod tests {
             "{v}"
         );
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    fn keys(v: serde_json::Value) -> Result<Config, String> {
+        let c: Config =
+            serde_json::from_value(serde_json::json!({ "keys": v })).map_err(|e| e.to_string())?;
+        c.validate().map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+
+    #[test]
+    fn keys_section_selects_a_provider_and_each_problem_names_its_key() {
+        let c = Config::default();
+        assert_eq!(c.keys.provider, KeyProviderKind::LocalFile);
+        assert_eq!(c.keys.effective_timeout(), Duration::from_secs(10));
+        let c = keys(serde_json::json!({
+            "provider": "aws-kms", "timeout": "3s",
+            "aws": { "key_id": "alias/medai-phi", "region": "eu-west-1" }
+        }))
+        .unwrap();
+        assert_eq!(c.keys.provider.name(), "aws-kms");
+        assert_eq!(c.keys.effective_timeout(), Duration::from_secs(3));
+        keys(serde_json::json!({
+            "provider": "gcp-kms",
+            "gcp": { "key_name": "projects/p/locations/global/keyRings/r/cryptoKeys/k" }
+        }))
+        .unwrap();
+        keys(serde_json::json!({
+            "provider": "azure-key-vault",
+            "azure": { "vault_url": "https://v.vault.azure.net", "key_name": "phi-kek",
+                       "token_file": "/run/secrets/azure-token" }
+        }))
+        .unwrap();
+        for (v, key) in [
+            (serde_json::json!({ "provider": "aws-kms" }), "keys.aws"),
+            (
+                serde_json::json!({ "provider": "aws-kms", "aws": { "key_id": "" } }),
+                "keys.aws.key_id",
+            ),
+            (
+                serde_json::json!({ "provider": "aws-kms", "aws": { "key_id": "k", "region": "US East" } }),
+                "keys.aws.region",
+            ),
+            (
+                serde_json::json!({ "provider": "aws-kms", "aws": { "key_id": "k", "endpoint": "kms.local" } }),
+                "keys.aws.endpoint",
+            ),
+            (serde_json::json!({ "provider": "gcp-kms" }), "keys.gcp"),
+            (
+                serde_json::json!({ "provider": "gcp-kms", "gcp": { "key_name": "projects/p/cryptoKeys/k" } }),
+                "keys.gcp.key_name",
+            ),
+            (
+                serde_json::json!({ "provider": "gcp-kms", "gcp": {
+                    "key_name": "projects/p/locations/l/keyRings/r/cryptoKeys/k",
+                    "token_url": "metadata" } }),
+                "keys.gcp.token_url",
+            ),
+            (
+                serde_json::json!({ "provider": "azure-key-vault" }),
+                "keys.azure",
+            ),
+            (
+                serde_json::json!({ "provider": "azure-key-vault", "azure": {
+                    "vault_url": "https://v.vault.azure.net", "key_name": "a/b" } }),
+                "keys.azure.key_name",
+            ),
+            (
+                serde_json::json!({ "provider": "azure-key-vault", "azure": {
+                    "vault_url": "v.vault.azure.net", "key_name": "k" } }),
+                "keys.azure.vault_url",
+            ),
+            (serde_json::json!({ "timeout": "1ms" }), "keys.timeout"),
+        ] {
+            let e = keys(v.clone()).unwrap_err();
+            assert!(e.contains(&format!("`{key}`")), "{v}: {e}");
+        }
+        // Unknown providers and fields are refused at parse time.
+        assert!(keys(serde_json::json!({ "provider": "vault" })).is_err());
+        assert!(keys(serde_json::json!({ "aws": { "key_id": "k", "secret": "x" } })).is_err());
+    }
+
+    #[test]
+    fn key_provider_endpoints_are_masked_when_serialized() {
+        let c = keys(serde_json::json!({
+            "provider": "aws-kms",
+            "aws": { "key_id": "k", "endpoint": "https://user:pa55@kms.internal" }
+        }))
+        .unwrap();
+        let v = serde_json::to_string(&c).unwrap();
+        assert!(
+            !v.contains("pa55") && v.contains("https://user:****@kms.internal"),
+            "{v}"
+        );
     }
 
     #[test]

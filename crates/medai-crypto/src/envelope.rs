@@ -33,6 +33,16 @@ impl std::fmt::Debug for DataKey {
 }
 
 impl DataKey {
+    /// A data key from its raw bytes (a provider's unwrap result); the caller zeroes its copy.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(Zeroizing::new(bytes))
+    }
+
+    /// The raw key, for a provider to wrap; never log it.
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     /// A fresh random data key.
     pub fn generate() -> Self {
         let mut k = Zeroizing::new([0u8; 32]);
@@ -53,6 +63,31 @@ pub trait KeyProvider: Send + Sync {
     fn wrap<'a>(&'a self, key: &'a DataKey, version: u32) -> ProviderFuture<'a, Vec<u8>>;
     /// Unwraps a key wrapped by [`KeyProvider::wrap`] for `version`.
     fn unwrap<'a>(&'a self, wrapped: &'a [u8], version: u32) -> ProviderFuture<'a, DataKey>;
+    /// Unwraps a key that the provider named `wrapped_by` wrapped (the name stored beside the
+    /// wrapped key). A provider that only knows itself refuses other names with a clear error;
+    /// one that routes between providers (while keys move from the local file to a KMS)
+    /// overrides this.
+    fn unwrap_from<'a>(
+        &'a self,
+        wrapped_by: &'a str,
+        wrapped: &'a [u8],
+        version: u32,
+    ) -> ProviderFuture<'a, DataKey> {
+        if wrapped_by == self.name() {
+            self.unwrap(wrapped, version)
+        } else {
+            let configured = self.name().to_owned();
+            let other = wrapped_by.to_owned();
+            Box::pin(async move {
+                Err(CryptoError::Provider {
+                    provider: configured,
+                    detail: format!(
+                        "the key was wrapped by provider {other:?}, which is not configured"
+                    ),
+                })
+            })
+        }
+    }
 }
 
 fn wrap_context(version: u32) -> Vec<u8> {

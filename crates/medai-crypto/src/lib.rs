@@ -36,6 +36,15 @@ pub enum CryptoError {
     /// A sealed value failed authentication (wrong key, tampering or truncation).
     #[error("sealed value failed authentication")]
     Open,
+    /// A key provider (a cloud KMS) refused, failed or timed out. The detail never holds key
+    /// material.
+    #[error("key provider {provider}: {detail}")]
+    Provider {
+        /// The provider's name, e.g. `aws-kms`.
+        provider: String,
+        /// What went wrong and, where it helps, what to check.
+        detail: String,
+    },
 }
 
 const KEY_HEADER: &str = "medai-key-v1";

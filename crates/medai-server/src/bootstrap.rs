@@ -8,6 +8,7 @@ use crate::state::{AppState, Shared};
 use medai_core::config::Config;
 use medai_core::identity::PasswordHasher;
 use medai_core::Clock;
+use medai_crypto::envelope::KeyProvider;
 use medai_crypto::{CryptoError, MasterKey};
 use medai_store::ephemeral::Ephemeral;
 use medai_store::phi_keys::PhiCipher;
@@ -42,14 +43,31 @@ pub enum BootError {
     Hasher(String),
 }
 
-/// The keys start-up loaded: the key-encryption key (the local key file) and the PHI keys it
-/// unwrapped from the database.
-#[derive(Debug)]
+/// The keys start-up loaded: the local key file, the configured PHI key provider and the PHI
+/// keys it unwrapped from the database.
 pub struct Keys {
-    /// The key file's key: seals TOTP seeds and wraps the PHI keys.
+    /// The key file's key: seals TOTP seeds (and wraps the PHI keys with the default provider).
     pub master: MasterKey,
+    /// The provider `[keys]` configures (the local key file by default): wraps PHI data keys.
+    pub provider: Arc<dyn KeyProvider>,
     /// The unwrapped PHI data keys and blind-index key.
     pub phi: PhiCipher,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keys")
+            .field("provider", &self.provider.name())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The PHI key provider `[keys]` selects, built over the local key file (which stays the
+/// provider by default, and unwraps keys it wrapped before a move to a KMS).
+pub async fn key_provider(config: &Config) -> Result<Arc<dyn KeyProvider>, BootError> {
+    let local = MasterKey::load(&key_path(config))?;
+    let p = medai_kms::ConfiguredProvider::from_config(&config.keys, local).await?;
+    Ok(Arc::new(p))
 }
 
 /// Patient rows encrypted per transaction by [`encrypt_plaintext_patients`].
@@ -71,15 +89,15 @@ pub async fn encrypt_plaintext_patients(store: &Store, phi: &PhiCipher) -> Resul
     }
 }
 
-/// Loads (on first run: creates) the PHI keys, wrapped by `master`, and encrypts any plaintext
+/// Loads (on first run: creates) the PHI keys, wrapped by `provider`, and encrypts any plaintext
 /// patient rows. The database must be migrated.
 pub async fn load_phi_keys(
     store: &Store,
-    master: &MasterKey,
+    provider: &dyn KeyProvider,
     now: i64,
 ) -> Result<(PhiCipher, u64), StoreError> {
     let mut conn = store.pool().acquire().await?;
-    let phi = match medai_store::phi_keys::load_or_init(&mut conn, master, now).await {
+    let phi = match medai_store::phi_keys::load_or_init(&mut conn, provider, now).await {
         Ok(phi) => phi,
         Err(e) => {
             if let StoreError::KeyUnwrap {
@@ -92,7 +110,11 @@ pub async fn load_phi_keys(
                     "phi.key_unwrap_failed",
                     medai_core::audit::Outcome::Failure,
                 )
-                .detail(&serde_json::json!({ "purpose": purpose, "version": version }));
+                .detail(&serde_json::json!({
+                    "purpose": purpose,
+                    "version": version,
+                    "provider": provider.name(),
+                }));
                 if let Err(err) = medai_store::audit::append(&mut conn, &event).await {
                     tracing::error!(target: "security", error = %err, "audit append of a key unwrap failure failed");
                 }
@@ -151,16 +173,21 @@ fn ensure_data_dir(dir: &Path) -> Result<(), BootError> {
 pub async fn prepare(config: &Config, now: i64) -> Result<Prepared, BootError> {
     ensure_data_dir(&config.data_dir)?;
     let (key, key_created) = MasterKey::load_or_create(&key_path(config))?;
+    let provider = key_provider(config).await?;
     medai_audit::CheckpointSigner::load_or_create(&config.audit_key_path(), &config.audit.origin)?;
     let store = Store::connect(&config.effective_database_url()).await?;
     let migrated = store.ensure_schema_for_serve().await?;
-    let (phi, _) = load_phi_keys(&store, &key, now).await?;
+    let (phi, _) = load_phi_keys(&store, &*provider, now).await?;
     let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
     let setup_url = setup_link_if_needed(&mut conn, config, now).await?;
     drop(conn);
     Ok(Prepared {
         store,
-        key: Keys { master: key, phi },
+        key: Keys {
+            master: key,
+            provider,
+            phi,
+        },
         key_created,
         migrated,
         setup_url,
@@ -247,6 +274,7 @@ pub fn state_with(
         ephemeral,
         hasher,
         key: key.master,
+        kek: key.provider,
         phi: medai_store::phi_keys::PhiKeyring::new(key.phi),
         clock,
         metrics,

@@ -48,6 +48,13 @@ pub struct DecryptLabels {
     pub reason: String,
 }
 
+/// Labels of key provider metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabels {
+    /// `local-file`, `aws-kms`, `gcp-kms` or `azure-key-vault`.
+    pub provider: String,
+}
+
 /// Build information.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
@@ -93,6 +100,8 @@ pub struct Metrics {
     pub audit_append_failures: Counter,
     /// PHI fields that failed to decrypt, by reason.
     pub phi_decrypt_failures: Family<DecryptLabels, Counter>,
+    /// PHI keys the key provider failed to unwrap while serving, by provider.
+    pub phi_key_unwrap_failures: Family<ProviderLabels, Counter>,
     /// Database pool connections by state (set at scrape time).
     pub db_pool: Family<PoolLabels, Gauge>,
     /// The audit log's metrics (shared with its background tasks).
@@ -167,6 +176,12 @@ impl Metrics {
             "PHI fields that failed to decrypt (corrupted ciphertext, wrong key, missing key version)",
             phi_decrypt_failures.clone(),
         );
+        let phi_key_unwrap_failures = Family::<ProviderLabels, Counter>::default();
+        registry.register(
+            "phi_key_unwrap_failures",
+            "PHI keys the key provider failed to unwrap while serving (KMS timeout, denial, wrong key), by provider",
+            phi_key_unwrap_failures.clone(),
+        );
         let phi_reads = Family::<RoleLabels, Counter>::default();
         registry.register(
             "phi_reads",
@@ -240,6 +255,7 @@ impl Metrics {
             break_glass_grants,
             phi_reads,
             phi_decrypt_failures,
+            phi_key_unwrap_failures,
             audit_append_failures,
             db_pool,
             audit,
@@ -251,6 +267,15 @@ impl Metrics {
         self.logins
             .get_or_create(&OutcomeLabels {
                 outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a PHI key the key provider failed to unwrap.
+    pub fn phi_key_unwrap_failure(&self, provider: &str) {
+        self.phi_key_unwrap_failures
+            .get_or_create(&ProviderLabels {
+                provider: provider.to_owned(),
             })
             .inc();
     }

@@ -26,6 +26,8 @@ pub struct Shared {
     pub hasher: PasswordHasher,
     /// The key that seals TOTP seeds.
     pub key: MasterKey,
+    /// The key provider that wraps the PHI data keys (`[keys]`; the local key file by default).
+    pub kek: Arc<dyn medai_crypto::envelope::KeyProvider>,
     /// The PHI data keys and blind-index key (unwrapped at start, reloaded after a rotation).
     pub phi: medai_store::phi_keys::PhiKeyring,
     /// The clock every time rule reads.

@@ -107,13 +107,14 @@ async fn load_or_init_once(
     provider: &dyn KeyProvider,
     now: i64,
 ) -> Result<PhiCipher, StoreError> {
-    let rows: Vec<(String, i64, Vec<u8>)> =
-        sqlx::query_as("SELECT purpose, version, wrapped FROM phi_keys ORDER BY purpose, version")
-            .fetch_all(&mut *conn)
-            .await?;
+    let rows: Vec<(String, i64, Vec<u8>, String)> = sqlx::query_as(
+        "SELECT purpose, version, wrapped, provider FROM phi_keys ORDER BY purpose, version",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
     let mut ring = KeyRing::default();
     let mut index = None;
-    for (purpose, version, wrapped) in rows {
+    for (purpose, version, wrapped, wrapped_by) in rows {
         let v = u32::try_from(version).map_err(|_| {
             StoreError::Corrupt(format!("phi_keys has an invalid version {version}"))
         })?;
@@ -124,12 +125,15 @@ async fn load_or_init_once(
         };
         match purpose.as_str() {
             PURPOSE_DATA => {
-                let key = provider.unwrap(&wrapped, v).await.map_err(unwrap_err)?;
+                let key = provider
+                    .unwrap_from(&wrapped_by, &wrapped, v)
+                    .await
+                    .map_err(unwrap_err)?;
                 ring.insert(v, key);
             }
             PURPOSE_BLIND_INDEX => {
                 let key = provider
-                    .unwrap(&wrapped, BLIND_INDEX_WRAP_VERSION)
+                    .unwrap_from(&wrapped_by, &wrapped, BLIND_INDEX_WRAP_VERSION)
                     .await
                     .map_err(unwrap_err)?;
                 index = Some(BlindIndexKey::from(key));
@@ -258,7 +262,10 @@ pub async fn status(
         } else {
             BLIND_INDEX_WRAP_VERSION
         };
-        let unwraps = provider.unwrap(&wrapped, wrap_version).await.is_ok();
+        let unwraps = provider
+            .unwrap_from(&key_provider, &wrapped, wrap_version)
+            .await
+            .is_ok();
         out.push(KeyInfo {
             purpose,
             version: v,
@@ -292,25 +299,28 @@ pub async fn latest_data_version(conn: &mut AnyConnection) -> Result<Option<u32>
     .transpose()
 }
 
-/// Adds data key version `newest + 1` (new writes use it at once) and re-wraps every stored key
-/// under `provider`'s current key-encryption key. Run it in a transaction: either all of it
-/// happens or none. Returns the new version.
-pub async fn rotate(
+/// Re-wraps every stored key under `provider` (each unwrapped by the provider recorded beside
+/// it, e.g. the local key file while moving to a KMS) and records `provider`'s name. Keys
+/// already wrapped by `provider` are re-wrapped too (a KMS key rotated since picks up its new
+/// version). Run it in a transaction: either every key moves or none. Returns the number of
+/// keys re-wrapped and the newest data-key version.
+pub async fn rewrap(
     conn: &mut AnyConnection,
     provider: &dyn KeyProvider,
-    now: i64,
-) -> Result<u32, StoreError> {
-    let rows: Vec<(String, i64, Vec<u8>)> =
-        sqlx::query_as("SELECT purpose, version, wrapped FROM phi_keys ORDER BY purpose, version")
-            .fetch_all(&mut *conn)
-            .await?;
+) -> Result<(usize, u32), StoreError> {
+    let rows: Vec<(String, i64, Vec<u8>, String)> = sqlx::query_as(
+        "SELECT purpose, version, wrapped, provider FROM phi_keys ORDER BY purpose, version",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
     if rows.is_empty() {
         return Err(StoreError::Schema(
             "no PHI keys exist yet; run `medai init` first".into(),
         ));
     }
     let mut newest = 0;
-    for (purpose, version, wrapped) in rows {
+    let count = rows.len();
+    for (purpose, version, wrapped, wrapped_by) in rows {
         let v = u32::try_from(version).map_err(|_| {
             StoreError::Corrupt(format!("phi_keys has an invalid version {version}"))
         })?;
@@ -326,10 +336,15 @@ pub async fn rotate(
             detail: e.to_string(),
         };
         let key = provider
-            .unwrap(&wrapped, wrap_version)
+            .unwrap_from(&wrapped_by, &wrapped, wrap_version)
             .await
             .map_err(fail)?;
         let rewrapped = provider.wrap(&key, wrap_version).await.map_err(fail)?;
+        // The new wrapping must open before the old one is replaced.
+        provider
+            .unwrap(&rewrapped, wrap_version)
+            .await
+            .map_err(fail)?;
         sqlx::query(
             "UPDATE phi_keys SET wrapped = $1, provider = $2 WHERE purpose = $3 AND version = $4",
         )
@@ -340,6 +355,18 @@ pub async fn rotate(
         .execute(&mut *conn)
         .await?;
     }
+    Ok((count, newest))
+}
+
+/// Adds data key version `newest + 1` (new writes use it at once) and re-wraps every stored key
+/// under `provider`'s current key-encryption key ([`rewrap`]). Run it in a transaction: either
+/// all of it happens or none. Returns the new version.
+pub async fn rotate(
+    conn: &mut AnyConnection,
+    provider: &dyn KeyProvider,
+    now: i64,
+) -> Result<u32, StoreError> {
+    let (_, newest) = rewrap(&mut *conn, provider).await?;
     let version = newest.checked_add(1).ok_or(StoreError::Corrupt(
         "data key versions are exhausted".into(),
     ))?;

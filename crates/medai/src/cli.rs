@@ -150,12 +150,13 @@ fn fraction(s: &str) -> Result<f64, String> {
 
 #[derive(Subcommand, Debug)]
 pub enum KeysCommand {
-    /// List the PHI keys: purpose, version, provider, age, the patient rows each protects, and
-    /// whether the key file unwraps it.
+    /// List the PHI keys: purpose, version, the provider that wrapped each, age, the patient rows
+    /// each protects, and whether the configured provider (`[keys]`) unwraps it.
     #[command(after_help = "Example:\n  medai keys status")]
     Status,
-    /// Add a new data key (the running server uses it for new writes at once) and re-wrap every
-    /// stored key; with --reencrypt, also re-encrypt older rows under it.
+    /// Add a new data key wrapped by the configured provider (the running server uses it for new
+    /// writes at once) and re-wrap every stored key under that provider; with --reencrypt, also
+    /// re-encrypt older rows under it.
     #[command(after_help = "Example:\n  medai keys rotate --reencrypt --batch 500")]
     Rotate {
         /// Also re-encrypt every row sealed under an older data key (as `medai keys reencrypt`).
@@ -165,6 +166,11 @@ pub enum KeysCommand {
         #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(i64).range(1..=10_000))]
         batch: i64,
     },
+    /// Re-wrap every stored PHI key under the configured provider (`[keys]`), e.g. to move from
+    /// the local key file to a KMS; adds no data key and rewrites no rows. All keys move in one
+    /// transaction, or none.
+    #[command(after_help = "Example:\n  MEDAI_KEYS__PROVIDER=aws-kms medai keys rewrap")]
+    Rewrap,
     /// Re-encrypt rows sealed under older data keys with the newest one, in committed batches,
     /// while the server keeps serving; run it again to resume after an interruption.
     #[command(after_help = "Example:\n  medai keys reencrypt --batch 500")]

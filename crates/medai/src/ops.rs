@@ -39,6 +39,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             keys_rotate(cfg, reencrypt, batch).await
         }
         Command::Keys(KeysCommand::Reencrypt { batch }) => keys_reencrypt(cfg, batch).await,
+        Command::Keys(KeysCommand::Rewrap) => keys_rewrap(cfg).await,
         Command::Triage(cmd) => crate::triage::run(cmd),
     }
 }
@@ -156,8 +157,9 @@ async fn migrate(cfg: Config) -> anyhow::Result<()> {
     }
     // Patient rows written before encryption at rest are encrypted now, in committed batches
     // (an interrupted run resumes); `serve` does the same at start.
-    let (key, _) = medai_crypto::MasterKey::load_or_create(&bootstrap::key_path(&cfg))?;
-    let (_, encrypted) = bootstrap::load_phi_keys(&store, &key, SystemClock.now()).await?;
+    medai_crypto::MasterKey::load_or_create(&bootstrap::key_path(&cfg))?;
+    let provider = bootstrap::key_provider(&cfg).await?;
+    let (_, encrypted) = bootstrap::load_phi_keys(&store, &*provider, SystemClock.now()).await?;
     if encrypted > 0 {
         println!("encrypted {encrypted} patient row(s) that were held in plaintext");
     }
@@ -168,17 +170,23 @@ async fn migrate(cfg: Config) -> anyhow::Result<()> {
 #[expect(clippy::print_stdout, reason = "command output")]
 async fn keys_rotate(cfg: Config, reencrypt: bool, batch: i64) -> anyhow::Result<()> {
     let store = bootstrap::connect_current(&cfg).await?;
-    let key = medai_crypto::MasterKey::load(&bootstrap::key_path(&cfg))?;
+    let key = bootstrap::key_provider(&cfg).await?;
     let now = SystemClock.now();
     let mut tx = store.begin().await?;
-    let version = medai_store::phi_keys::rotate(&mut tx, &key, now).await?;
+    let version = medai_store::phi_keys::rotate(&mut tx, &*key, now).await?;
     medai_store::audit::append(
         &mut tx,
-        &cli_event(now, "keys.rotate").detail(&serde_json::json!({ "data_key_version": version })),
+        &cli_event(now, "keys.rotate").detail(&serde_json::json!({
+            "data_key_version": version,
+            "provider": key.name(),
+        })),
     )
     .await?;
     tx.commit().await.map_err(StoreError::from)?;
-    println!("data key version {version} added; new writes use it; every stored key re-wrapped");
+    println!(
+        "data key version {version} added; new writes use it; every stored key re-wrapped by {}",
+        key.name()
+    );
     store.close().await;
     if reencrypt {
         keys_reencrypt(cfg, batch).await?;
@@ -193,10 +201,10 @@ const REENCRYPT_STALLS: u32 = 100;
 #[expect(clippy::print_stdout, reason = "command output")]
 async fn keys_reencrypt(cfg: Config, batch: i64) -> anyhow::Result<()> {
     let store = bootstrap::connect_current(&cfg).await?;
-    let key = medai_crypto::MasterKey::load(&bootstrap::key_path(&cfg))?;
+    let key = bootstrap::key_provider(&cfg).await?;
     let now = SystemClock.now();
     let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
-    let phi = medai_store::phi_keys::load_or_init(&mut conn, &key, now).await?;
+    let phi = medai_store::phi_keys::load_or_init(&mut conn, &*key, now).await?;
     drop(conn);
     let current = phi.current_version().context("no data key is loaded")?;
     let (mut total, mut stalls) = (0u64, 0u32);
@@ -233,9 +241,9 @@ async fn keys_reencrypt(cfg: Config, batch: i64) -> anyhow::Result<()> {
 #[expect(clippy::print_stdout, reason = "command output")]
 async fn keys_status(cfg: Config) -> anyhow::Result<()> {
     let store = bootstrap::connect_current(&cfg).await?;
-    let key = medai_crypto::MasterKey::load(&bootstrap::key_path(&cfg))?;
+    let key = bootstrap::key_provider(&cfg).await?;
     let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
-    let keys = medai_store::phi_keys::status(&mut conn, &key).await?;
+    let keys = medai_store::phi_keys::status(&mut conn, &*key).await?;
     let plaintext = medai_store::phi_keys::plaintext_patient_rows(&mut conn).await?;
     drop(conn);
     store.close().await;
@@ -245,7 +253,10 @@ async fn keys_status(cfg: Config) -> anyhow::Result<()> {
         .filter(|k| k.purpose == "data")
         .map(|k| k.version)
         .max();
-    println!("purpose      version  provider    created               age_days  unwraps  protects");
+    println!("configured provider: {}", key.name());
+    println!(
+        "purpose      version  provider         created               age_days  unwraps  protects"
+    );
     for k in &keys {
         let created = time::OffsetDateTime::from_unix_timestamp(k.created_at)
             .ok()
@@ -268,7 +279,7 @@ async fn keys_status(cfg: Config) -> anyhow::Result<()> {
             ""
         };
         println!(
-            "{:<12} {:<8} {:<11} {:<21} {:<9} {:<8} {}{}",
+            "{:<12} {:<8} {:<16} {:<21} {:<9} {:<8} {}{}",
             k.purpose,
             k.version,
             k.provider,
@@ -282,9 +293,40 @@ async fn keys_status(cfg: Config) -> anyhow::Result<()> {
     if plaintext > 0 {
         println!("{plaintext} patient row(s) are still in plaintext; run `medai migrate`");
     }
-    if keys.iter().any(|k| !k.unwraps) {
-        bail!("the key file does not unwrap every PHI key; is this the installation's master.key?");
+    if keys.iter().any(|k| k.provider != key.name()) {
+        println!(
+            "some keys are wrapped by another provider than {}; `medai keys rewrap` moves them",
+            key.name()
+        );
     }
+    if keys.iter().any(|k| !k.unwraps) {
+        bail!(
+            "the configured key provider ({}) does not unwrap every PHI key; check [keys] and \
+             that this is the installation's master.key",
+            key.name()
+        );
+    }
+    Ok(())
+}
+
+#[expect(clippy::print_stdout, reason = "command output")]
+async fn keys_rewrap(cfg: Config) -> anyhow::Result<()> {
+    let store = bootstrap::connect_current(&cfg).await?;
+    let key = bootstrap::key_provider(&cfg).await?;
+    let now = SystemClock.now();
+    let mut tx = store.begin().await?;
+    let (count, _) = medai_store::phi_keys::rewrap(&mut tx, &*key).await?;
+    medai_store::audit::append(
+        &mut tx,
+        &cli_event(now, "keys.rewrap").detail(&serde_json::json!({
+            "keys": count,
+            "provider": key.name(),
+        })),
+    )
+    .await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    store.close().await;
+    println!("{count} PHI key(s) re-wrapped by {}", key.name());
     Ok(())
 }
 

@@ -18,11 +18,37 @@ use medai_store::{break_glass, care_teams, new_id, StoreError};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-/// Maps a repository error. A PHI field that failed to decrypt (corrupted ciphertext, wrong key,
+/// Maps a repository error. A PHI key the key provider cannot unwrap is counted
+/// (`phi_key_unwrap_failures`), audited as `phi.key_unwrap_failed` and answered with a 500. A PHI field that failed to decrypt (corrupted ciphertext, wrong key,
 /// missing key version) is counted, audited as `phi.decrypt_failed` and logged with opaque ids
 /// only, and answered with a generic 500: nothing is returned in place of the data. Call it
 /// after the request's transaction is dropped (rolled back): the audit event commits on its own.
 async fn phi_fault(st: &AppState, p: &Principal, e: StoreError) -> ApiError {
+    if let StoreError::KeyUnwrap {
+        purpose,
+        version,
+        detail,
+    } = &e
+    {
+        // The key provider failed while reloading keys after a rotation (a KMS that timed out
+        // or refused): counted, audited, logged without key material, a generic 500.
+        st.metrics.phi_key_unwrap_failure(st.kek.name());
+        let event = p
+            .event(st.now(), "phi.key_unwrap_failed", Outcome::Failure)
+            .detail(&serde_json::json!({
+                "purpose": purpose,
+                "version": version,
+                "provider": st.kek.name(),
+            }));
+        if let Err(err) = st.audit.append(&event).await {
+            st.metrics.audit_append_failures.inc();
+            tracing::error!(target: "security", error = %err, "audit append of a key unwrap failure failed");
+        }
+        tracing::error!(target: "security", error = %detail, purpose = %purpose, version = *version, "PHI key unwrap failed");
+        return ApiError::Internal(format!(
+            "PHI key {purpose} version {version} cannot be unwrapped"
+        ));
+    }
     let StoreError::Decrypt {
         table,
         column,
@@ -191,7 +217,13 @@ pub async fn list(
         offset,
     };
     let mut tx = st.store.begin().await?;
-    let phi = st.phi.current(&mut tx, &st.key, st.now()).await?;
+    let phi = match st.phi.current(&mut tx, &*st.kek, st.now()).await {
+        Ok(phi) => phi,
+        Err(e) => {
+            drop(tx);
+            return Err(phi_fault(&st, &p, e).await);
+        }
+    };
     let found = match patients::search(&mut tx, &phi, &search).await {
         Ok(found) => found,
         Err(e) => {
@@ -228,7 +260,13 @@ pub async fn create(
     let d = req.demographics(&st)?;
     let now = st.now();
     let mut tx = st.store.begin().await?;
-    let phi = st.phi.current(&mut tx, &st.key, st.now()).await?;
+    let phi = match st.phi.current(&mut tx, &*st.kek, st.now()).await {
+        Ok(phi) => phi,
+        Err(e) => {
+            drop(tx);
+            return Err(phi_fault(&st, &p, e).await);
+        }
+    };
     let teams = resolve_teams(&mut tx, &p, req.care_team_ids.as_deref()).await?;
     let id = new_id();
     patients::insert(&mut tx, &phi, &id, &d, now)
@@ -316,7 +354,13 @@ pub async fn get(
 ) -> Result<axum::Json<PatientOut>, ApiError> {
     let access = require_patient(&st, &p, Action::PatientRead, &id).await?;
     let mut tx = st.store.begin().await?;
-    let phi = st.phi.current(&mut tx, &st.key, st.now()).await?;
+    let phi = match st.phi.current(&mut tx, &*st.kek, st.now()).await {
+        Ok(phi) => phi,
+        Err(e) => {
+            drop(tx);
+            return Err(phi_fault(&st, &p, e).await);
+        }
+    };
     let patient = match patients::get(&mut tx, &phi, &id).await {
         Ok(found) => found.ok_or(ApiError::NotFound("patient"))?,
         Err(e) => {
@@ -357,7 +401,13 @@ pub async fn update(
     let d = req.demographics(&st)?;
     let now = st.now();
     let mut tx = st.store.begin().await?;
-    let phi = st.phi.current(&mut tx, &st.key, st.now()).await?;
+    let phi = match st.phi.current(&mut tx, &*st.kek, st.now()).await {
+        Ok(phi) => phi,
+        Err(e) => {
+            drop(tx);
+            return Err(phi_fault(&st, &p, e).await);
+        }
+    };
     patients::update(&mut tx, &phi, &id, &d, now)
         .await
         .map_err(|e| match e {

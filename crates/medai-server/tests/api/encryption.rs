@@ -199,3 +199,52 @@ async fn a_rotation_by_another_process_takes_effect_for_the_running_server_at_on
         assert_eq!(list[0]["id"], after.as_str());
     }
 }
+
+#[tokio::test]
+async fn a_new_key_the_provider_cannot_unwrap_is_a_500_an_audit_event_and_a_metric() {
+    for (kind, sessions) in setups() {
+        let app = TestApp::start(kind, sessions).await;
+        let admin = app.admin().await;
+        let team = app.care_team(&admin, "cardiology").await;
+        let doc = app.user(&admin, "doc", Role::Clinician, &[&team]).await;
+        let pid = app.patient(&doc, "MRN-611", "Keyless", None).await;
+        // Another process adds a data key the configured provider cannot unwrap (as a KMS that
+        // refuses or times out looks to the server): the reload fails.
+        let store = app.state.store.clone();
+        let mut c = store.pool().acquire().await.unwrap();
+        sqlx::query(
+            "INSERT INTO phi_keys (purpose, version, wrapped, provider, created_at) \
+             VALUES ('data', 2, $1, 'local-file', 5)",
+        )
+        .bind(vec![1u8; 60])
+        .execute(&mut *c)
+        .await
+        .unwrap();
+        drop(c);
+        let r = doc
+            .client
+            .get(app.url(&format!("/api/v1/patients/{pid}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR, "{kind:?}");
+        let text = r.text().await.unwrap();
+        assert!(
+            !text.contains("Keyless") && !text.contains("MRN-611"),
+            "{text}"
+        );
+        let events = app.audit("phi.key_unwrap_failed").await;
+        assert_eq!(events.len(), 1, "{kind:?}");
+        assert!(events[0]
+            .event
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("local-file"));
+        let metrics = app.metrics().await;
+        assert!(
+            metrics.contains("medai_phi_key_unwrap_failures_total{provider=\"local-file\"} 1"),
+            "{metrics}"
+        );
+    }
+}
