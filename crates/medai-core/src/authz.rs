@@ -58,15 +58,25 @@ impl Role {
         match self {
             Role::Clinician => matches!(
                 action,
-                PatientList | PatientRead | PatientCreate | PatientUpdate | BreakGlass
+                PatientList
+                    | PatientRead
+                    | PatientCreate
+                    | PatientUpdate
+                    | BreakGlass
+                    | ConversationRead
+                    | AssistantUse
+                    | NoteWrite
             ),
-            Role::Nurse => matches!(action, PatientList | PatientRead | PatientUpdate),
+            Role::Nurse => matches!(
+                action,
+                PatientList | PatientRead | PatientUpdate | ConversationRead | NoteWrite
+            ),
             Role::Admin => matches!(
                 action,
                 UserRead | UserManage | CareTeamManage | PatientAssignCareTeam | TokenManage
             ),
             Role::ComplianceOfficer => matches!(action, AuditRead | BreakGlassReview | UserRead),
-            Role::Service => matches!(action, PatientCreate | PatientUpdate),
+            Role::Service => matches!(action, PatientCreate | PatientUpdate | NoteWrite),
         }
     }
 
@@ -125,11 +135,18 @@ pub enum Action {
     AuditRead,
     /// Review break-glass grants.
     BreakGlassReview,
+    /// Read the assistant conversations and clinical notes of a patient.
+    ConversationRead,
+    /// Ask the assistant about a patient: start, continue and close conversations, and give
+    /// feedback on its answers.
+    AssistantUse,
+    /// Add a clinical note to a patient's record (the assistant's patient context).
+    NoteWrite,
 }
 
 impl Action {
     /// Every action, in a fixed order.
-    pub const ALL: [Action; 12] = [
+    pub const ALL: [Action; 15] = [
         Action::PatientList,
         Action::PatientRead,
         Action::PatientCreate,
@@ -142,6 +159,9 @@ impl Action {
         Action::TokenManage,
         Action::AuditRead,
         Action::BreakGlassReview,
+        Action::ConversationRead,
+        Action::AssistantUse,
+        Action::NoteWrite,
     ];
 
     /// A stable name for audit events.
@@ -159,6 +179,9 @@ impl Action {
             Action::TokenManage => "token.manage",
             Action::AuditRead => "audit.read",
             Action::BreakGlassReview => "break_glass.review",
+            Action::ConversationRead => "conversation.read",
+            Action::AssistantUse => "assistant.use",
+            Action::NoteWrite => "note.write",
         }
     }
 }
@@ -233,6 +256,8 @@ mod tests {
     fn admins_and_compliance_officers_never_read_clinical_content() {
         for role in [Role::Admin, Role::ComplianceOfficer, Role::Service] {
             assert!(!role.permits(Action::PatientRead), "{role}");
+            assert!(!role.permits(Action::ConversationRead), "{role}");
+            assert!(!role.permits(Action::AssistantUse), "{role}");
             assert!(!role.permits(Action::PatientList), "{role}");
         }
     }

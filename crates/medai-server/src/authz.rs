@@ -34,12 +34,32 @@ async fn deny(
             "out_of_scope" => {
                 ApiError::forbidden("outside_care_team", "this patient is not on your care team")
             }
+            "not_owner" => ApiError::forbidden(
+                "not_your_conversation",
+                "only the clinician who started this conversation may continue or close it",
+            ),
             _ => ApiError::forbidden("forbidden", "your role does not allow this"),
         },
         Err(err) => {
             st.metrics.audit_append_failures.inc();
             ApiError::Internal(format!("audit append failed: {err}"))
         }
+    }
+}
+
+/// Requires that the principal started the conversation it acts on (refusals are audited and
+/// counted like any other).
+pub async fn require_owner(
+    st: &AppState,
+    p: &Principal,
+    action: Action,
+    patient_id: &str,
+    owner_id: &str,
+) -> Result<(), ApiError> {
+    if p.user.id == owner_id {
+        Ok(())
+    } else {
+        Err(deny(st, p, action, Some(patient_id), "not_owner").await)
     }
 }
 

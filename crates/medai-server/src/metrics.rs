@@ -69,6 +69,33 @@ pub struct PoolLabels {
     pub state: String,
 }
 
+/// A model label: the configured model id and the version (or weights digest) that answered.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabels {
+    /// Configured model id.
+    pub model: String,
+    /// Model version or weights digest.
+    pub version: String,
+}
+
+/// Feedback labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FeedbackLabels {
+    /// Configured model id.
+    pub model: String,
+    /// Model version or weights digest.
+    pub version: String,
+    /// `helpful`, `not_helpful`, `correct`, `incorrect` or `unsafe`.
+    pub judgement: String,
+}
+
+/// A safety rule label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabels {
+    /// The triage rule id.
+    pub rule: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -106,6 +133,14 @@ pub struct Metrics {
     pub db_pool: Family<PoolLabels, Gauge>,
     /// The audit log's metrics (shared with its background tasks).
     pub audit: AuditMetrics,
+    /// Clinician feedback on answers, by model version and judgement.
+    pub feedback: Family<FeedbackLabels, Counter>,
+    /// Share of judged answers marked correct over the rolling window, by model version.
+    pub model_accuracy: Family<ModelLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Answers a clinician marked unsafe, by model version.
+    pub safety_overrides: Family<ModelLabels, Counter>,
+    /// Escalation notices put ahead of answers, by triage rule.
+    pub safety_escalations: Family<RuleLabels, Counter>,
 }
 
 /// Metrics of the tamper-evident audit log; cheap to clone into background tasks.
@@ -237,6 +272,31 @@ impl Metrics {
             "Seconds the last audit log verification took",
             audit.verification_seconds.clone(),
         );
+        let feedback = Family::<FeedbackLabels, Counter>::default();
+        registry.register(
+            "assistant_feedback",
+            "Clinician feedback on answers, by model version and judgement",
+            feedback.clone(),
+        );
+        let model_accuracy =
+            Family::<ModelLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "model_accuracy_ratio",
+            "Share of judged answers marked correct over the last 7 days, by model version",
+            model_accuracy.clone(),
+        );
+        let safety_overrides = Family::<ModelLabels, Counter>::default();
+        registry.register(
+            "safety_overrides",
+            "Answers a clinician marked unsafe, by model version",
+            safety_overrides.clone(),
+        );
+        let safety_escalations = Family::<RuleLabels, Counter>::default();
+        registry.register(
+            "safety_escalations",
+            "Escalation notices put ahead of answers, by triage rule",
+            safety_escalations.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -259,6 +319,10 @@ impl Metrics {
             audit_append_failures,
             db_pool,
             audit,
+            feedback,
+            model_accuracy,
+            safety_overrides,
+            safety_escalations,
         }
     }
 

@@ -13,6 +13,7 @@ pub mod audit;
 pub mod audit_log;
 pub mod break_glass;
 pub mod care_teams;
+pub mod conversations;
 pub mod enrolments;
 pub mod ephemeral;
 mod error;

@@ -1,6 +1,7 @@
 //! The HTTP API: routes, their OpenAPI description, and the middleware stack.
 
 pub mod admin;
+pub mod assistant;
 pub mod auth;
 pub mod compliance;
 pub mod enrolment;
@@ -32,6 +33,7 @@ use utoipa_axum::routes;
         (name = "auth", description = "Sign-in with password and TOTP, sessions"),
         (name = "enrolment", description = "Single-use setup and enrolment links"),
         (name = "patients", description = "Patients, care teams and break-glass access"),
+        (name = "assistant", description = "Conversations with the assistant, feedback and clinical notes"),
         (name = "admin", description = "Users, care teams and service tokens"),
         (name = "compliance", description = "Audit log and break-glass review"),
         (name = "ops", description = "Health and readiness"),
@@ -74,6 +76,14 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(patients::get, patients::update))
         .routes(routes!(patients::set_care_teams))
         .routes(routes!(patients::break_glass))
+        .routes(routes!(
+            assistant::list_conversations,
+            assistant::create_conversation
+        ))
+        .routes(routes!(assistant::get_conversation))
+        .routes(routes!(assistant::close_conversation))
+        .routes(routes!(assistant::put_feedback))
+        .routes(routes!(assistant::list_notes, assistant::create_note))
         .routes(routes!(admin::list_users, admin::create_user))
         .routes(routes!(admin::disable_user))
         .routes(routes!(admin::reset_mfa))

@@ -23,7 +23,7 @@ use utoipa::{IntoParams, ToSchema};
 /// missing key version) is counted, audited as `phi.decrypt_failed` and logged with opaque ids
 /// only, and answered with a generic 500: nothing is returned in place of the data. Call it
 /// after the request's transaction is dropped (rolled back): the audit event commits on its own.
-async fn phi_fault(st: &AppState, p: &Principal, e: StoreError) -> ApiError {
+pub(crate) async fn phi_fault(st: &AppState, p: &Principal, e: StoreError) -> ApiError {
     if let StoreError::KeyUnwrap {
         purpose,
         version,

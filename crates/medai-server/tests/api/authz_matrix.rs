@@ -80,6 +80,35 @@ async fn every_route_times_every_role() {
         let foreign = app.patient(&outsider, "FOR-1", "Foreign", None).await;
         let foreign_bg = app.patient(&outsider, "FOR-2", "Foreign", None).await;
         let _ = app.patient(&clin, "OWN-2", "Own", None).await;
+        let conv_own = app.conversation(&clin, &own, "Chest pain work-up").await;
+        let conv_foreign = app.conversation(&outsider, &foreign, "Foreign").await;
+        let answer_own = app.stored_answer(&conv_own, "An answer.", "m", "1").await;
+        let answer_foreign = app
+            .stored_answer(&conv_foreign, "An answer.", "m", "1")
+            .await;
+        let c = |id: &str, suffix: &str| format!("/api/v1/conversations/{id}{suffix}");
+        let pp = [
+            Some(401),
+            Some(200),
+            Some(403),
+            Some(200),
+            Some(403),
+            Some(403),
+            Some(403),
+            Some(403),
+        ];
+        let clin_only = |ok: u16| {
+            [
+                Some(401),
+                Some(ok),
+                Some(403),
+                Some(403),
+                Some(403),
+                Some(403),
+                Some(403),
+                Some(403),
+            ]
+        };
 
         let p = |id: &str, suffix: &str| format!("/api/v1/patients/{id}{suffix}");
         let fixed = |s: &str| s.to_owned();
@@ -274,6 +303,72 @@ async fn every_route_times_every_role() {
                     Some(403),
                     Some(403),
                 ],
+            },
+            Case {
+                method: Method::POST,
+                template: "/api/v1/patients/{id}/conversations",
+                own: p(&own, "/conversations"),
+                foreign: Some(p(&foreign, "/conversations")),
+                body: |_| Some(json!({"title": "Dyspnoea"})),
+                expect: clin_only(201),
+            },
+            Case {
+                method: Method::GET,
+                template: "/api/v1/patients/{id}/conversations",
+                own: p(&own, "/conversations"),
+                foreign: Some(p(&foreign, "/conversations")),
+                body: none,
+                expect: pp,
+            },
+            Case {
+                method: Method::GET,
+                template: "/api/v1/conversations/{id}",
+                own: c(&conv_own, ""),
+                foreign: Some(c(&conv_foreign, "")),
+                body: none,
+                expect: pp,
+            },
+            Case {
+                method: Method::PUT,
+                template: "/api/v1/messages/{id}/feedback",
+                own: format!("/api/v1/messages/{answer_own}/feedback"),
+                foreign: Some(format!("/api/v1/messages/{answer_foreign}/feedback")),
+                body: |_| Some(json!({"helpful": "helpful", "verdict": "correct"})),
+                expect: clin_only(200),
+            },
+            Case {
+                method: Method::POST,
+                template: "/api/v1/patients/{id}/notes",
+                own: p(&own, "/notes"),
+                foreign: Some(p(&foreign, "/notes")),
+                body: |_| Some(json!({"text": "BP 120/80, afebrile."})),
+                expect: [
+                    Some(401),
+                    Some(201),
+                    Some(403),
+                    Some(201),
+                    Some(403),
+                    Some(403),
+                    Some(403),
+                    Some(201),
+                ],
+            },
+            Case {
+                method: Method::GET,
+                template: "/api/v1/patients/{id}/notes",
+                own: p(&own, "/notes"),
+                foreign: Some(p(&foreign, "/notes")),
+                body: none,
+                expect: pp,
+            },
+            // After the reads: it closes the conversation.
+            Case {
+                method: Method::POST,
+                template: "/api/v1/conversations/{id}/close",
+                own: c(&conv_own, "/close"),
+                foreign: Some(c(&conv_foreign, "/close")),
+                body: none,
+                expect: clin_only(200),
             },
             Case {
                 method: Method::GET,

@@ -306,6 +306,59 @@ impl TestApp {
             .to_owned()
     }
 
+    /// Starts a conversation about `patient` as `by`; returns its id.
+    pub async fn conversation(&self, by: &Actor, patient: &str, title: &str) -> String {
+        let r = by
+            .client
+            .post(self.url(&format!("/api/v1/patients/{patient}/conversations")))
+            .json(&json!({ "title": title }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.text().await);
+        r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Stores an answer in a conversation directly through the store (as the answer path
+    /// would), attributed to `model` version `version`; returns the message id.
+    pub async fn stored_answer(
+        &self,
+        conversation: &str,
+        text: &str,
+        model: &str,
+        version: &str,
+    ) -> String {
+        let mut c = self.state.store.pool().acquire().await.unwrap();
+        let phi = self
+            .state
+            .phi
+            .current(&mut c, &*self.state.kek, self.state.now())
+            .await
+            .unwrap();
+        let id = medai_store::new_id();
+        let provenance = json!({ "model": { "id": model, "version": version } });
+        medai_store::conversations::append_message(
+            &mut c,
+            &phi,
+            &medai_store::conversations::NewMessage {
+                id: &id,
+                conversation_id: conversation,
+                kind: medai_store::conversations::MessageKind::Answer,
+                author_id: None,
+                body: text,
+                provenance: Some(&provenance),
+                escalations: &[],
+            },
+            self.state.now(),
+        )
+        .await
+        .unwrap();
+        id
+    }
+
     pub async fn audit(&self, action: &str) -> Vec<medai_store::audit::StoredEvent> {
         let mut c = self.state.store.pool().acquire().await.unwrap();
         let f = medai_store::audit::Filter {
