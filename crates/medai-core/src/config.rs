@@ -56,6 +56,12 @@ pub struct Config {
     pub audit: AuditConfig,
     /// The key provider that wraps the PHI data keys (the local key file by default).
     pub keys: KeysConfig,
+    /// The models the assistant answers with (`[llm]`: `default_model` and `[[llm.models]]`).
+    /// Its schema belongs to the model provider layer (`medai-llm`), which validates it at
+    /// start-up with errors naming the key; unset, the assistant answers 503 `no_model`.
+    /// Printed with every `api_key` masked.
+    #[serde(serialize_with = "mask_secret_keys")]
+    pub llm: Option<serde_json::Value>,
 }
 
 /// Which key provider wraps the PHI data keys.
@@ -220,6 +226,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(30),
             audit: AuditConfig::default(),
             keys: KeysConfig::default(),
+            llm: None,
         }
     }
 }
@@ -756,6 +763,40 @@ fn mask_vault_url<S: Serializer>(v: &str, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&mask_url_str(v))
 }
 
+/// Serializes a free-form section with the value of every key that names a secret masked.
+fn mask_secret_keys<S: Serializer>(v: &Option<serde_json::Value>, s: S) -> Result<S::Ok, S::Error> {
+    fn mask(v: &serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(m) => serde_json::Value::Object(
+                m.iter()
+                    .map(|(k, v)| {
+                        let secret = ["api_key", "token", "password", "secret"]
+                            .iter()
+                            .any(|w| k.to_ascii_lowercase().contains(w));
+                        let v = if secret {
+                            serde_json::Value::String("****".into())
+                        } else if k == "endpoint" {
+                            v.as_str().map_or_else(
+                                || mask(v),
+                                |u| serde_json::Value::String(mask_url_str(u)),
+                            )
+                        } else {
+                            mask(v)
+                        };
+                        (k.clone(), v)
+                    })
+                    .collect(),
+            ),
+            serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(mask).collect()),
+            other => other.clone(),
+        }
+    }
+    match v {
+        Some(v) => s.serialize_some(&mask(v)),
+        None => s.serialize_none(),
+    }
+}
+
 fn mask_url<S: Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
     match v {
         Some(secret) => s.serialize_some(&mask_url_str(secret.expose_secret())),
@@ -780,6 +821,23 @@ mod tests {
             .effective_database_url()
             .starts_with("sqlite://./medai-data/medai.db"));
         assert!(!c.secure_cookies());
+    }
+
+    #[test]
+    fn llm_secrets_are_masked_when_printed() {
+        let c = Config {
+            llm: Some(serde_json::json!({
+                "default_model": "m",
+                "models": [{"id": "m", "endpoint": "https://u:pw@llm.example/v1",
+                            "api_key": "sk-very-secret", "context_window": 8192}]
+            })),
+            ..Config::default()
+        };
+        let printed = serde_json::to_string(&c).unwrap();
+        assert!(!printed.contains("sk-very-secret"), "{printed}");
+        assert!(!printed.contains(":pw@"), "{printed}");
+        assert!(printed.contains("\"context_window\":8192"), "{printed}");
+        assert!(printed.contains("llm.example"), "{printed}");
     }
 
     #[test]

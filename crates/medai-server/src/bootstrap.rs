@@ -41,6 +41,9 @@ pub enum BootError {
     /// Password hashing parameters were rejected.
     #[error("auth.argon2: {0}")]
     Hasher(String),
+    /// The assistant's models or rules could not be set up.
+    #[error(transparent)]
+    Assistant(#[from] crate::assistant::AssistantError),
 }
 
 /// The keys start-up loaded: the local key file, the configured PHI key provider and the PHI
@@ -268,7 +271,9 @@ pub fn state_with(
             verify: config.audit.verify_interval,
         },
     );
+    let assistant = crate::assistant::Assistant::new(config.llm.as_ref(), &metrics.llm)?;
     Ok(AppState::new(Shared {
+        assistant,
         config,
         store,
         ephemeral,

@@ -83,6 +83,19 @@ pub enum ApiError {
         /// Machine-readable code.
         code: &'static str,
     },
+    /// The model could not answer (busy, breaker open, timed out, upstream failure); the status
+    /// is 429, 502, 503 or 504 and the message names no internal detail.
+    #[error("{message}")]
+    Model {
+        /// 429, 502, 503 or 504.
+        status: StatusCode,
+        /// Machine-readable code (the model layer's error kind).
+        code: &'static str,
+        /// Human-readable message.
+        message: String,
+        /// Seconds the client should wait, when known.
+        retry_after: Option<u64>,
+    },
     /// A dependency (database, Redis) is not available.
     #[error("service unavailable")]
     Unavailable(String),
@@ -145,6 +158,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Model { status, .. } => *status,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -158,7 +172,8 @@ impl ApiError {
             | ApiError::Unauthorized { code, .. }
             | ApiError::Forbidden { code, .. }
             | ApiError::Conflict { code, .. }
-            | ApiError::TooManyRequests { code, .. } => code,
+            | ApiError::TooManyRequests { code, .. }
+            | ApiError::Model { code, .. } => code,
             ApiError::NotFound(_) => "not_found",
             ApiError::NoRoute => "no_route",
             ApiError::MethodNotAllowed => "method_not_allowed",
@@ -214,8 +229,13 @@ impl IntoResponse for ApiError {
             },
         };
         let mut resp = (status, axum::Json(body)).into_response();
-        if let ApiError::TooManyRequests { retry_after, .. } = self {
-            if let Ok(v) = HeaderValue::from_str(&retry_after.max(1).to_string()) {
+        let retry_after = match self {
+            ApiError::TooManyRequests { retry_after, .. } => Some(retry_after),
+            ApiError::Model { retry_after, .. } => retry_after,
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
             }
         }
@@ -270,6 +290,7 @@ mod tests {
     #[case(ApiError::UnsupportedMediaType("x".into()), 415, "unsupported_media_type")]
     #[case(ApiError::TooManyRequests { retry_after: 7, code: "throttled" }, 429, "throttled")]
     #[case(ApiError::Unavailable("db down at 10.0.0.5".into()), 503, "unavailable")]
+    #[case(ApiError::Model { status: StatusCode::GATEWAY_TIMEOUT, code: "timeout_first_token", message: "the model did not start answering in time".into(), retry_after: None }, 504, "timeout_first_token")]
     #[case(ApiError::Internal("secret detail".into()), 500, "internal")]
     #[tokio::test]
     async fn each_error_maps_to_its_status_and_code(

@@ -8,6 +8,7 @@
 
 pub mod accounts;
 pub mod api;
+pub mod assistant;
 pub mod audit_log;
 pub mod authz;
 pub mod bootstrap;

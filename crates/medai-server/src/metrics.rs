@@ -96,6 +96,22 @@ pub struct RuleLabels {
     pub rule: String,
 }
 
+/// A configured model id.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LlmLabels {
+    /// Configured model id.
+    pub model: String,
+}
+
+/// A model id with a fixed kind (outcome, error kind or token direction).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LlmKindLabels {
+    /// Configured model id.
+    pub model: String,
+    /// The kind.
+    pub kind: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -141,6 +157,29 @@ pub struct Metrics {
     pub safety_overrides: Family<ModelLabels, Counter>,
     /// Escalation notices put ahead of answers, by triage rule.
     pub safety_escalations: Family<RuleLabels, Counter>,
+    /// The model layer's metrics (shared with its observer).
+    pub llm: LlmMetrics,
+}
+
+/// Metrics of the model provider layer, labelled by configured model id only.
+#[derive(Clone)]
+pub struct LlmMetrics {
+    /// Model requests finished, by outcome (`ok` or an error kind).
+    pub requests: Family<LlmKindLabels, Counter>,
+    /// Seconds to the first token.
+    pub first_token: HistogramFamily<LlmLabels>,
+    /// Seconds to the whole answer.
+    pub duration: HistogramFamily<LlmLabels>,
+    /// Tokens by direction (`prompt`, `completion`).
+    pub tokens: Family<LlmKindLabels, Counter>,
+    /// Failed attempts by error kind.
+    pub upstream_errors: Family<LlmKindLabels, Counter>,
+    /// Circuit state: 0 closed, 1 half-open, 2 open.
+    pub circuit_state: Family<LlmLabels, Gauge>,
+    /// Requests waiting for a slot.
+    pub queue_depth: Family<LlmLabels, Gauge>,
+    /// Identifier-shaped text in answers that was not in the re-identification map (masked).
+    pub phi_leak_suspected: Family<LlmLabels, Counter>,
 }
 
 /// Metrics of the tamper-evident audit log; cheap to clone into background tasks.
@@ -297,6 +336,56 @@ impl Metrics {
             "Escalation notices put ahead of answers, by triage rule",
             safety_escalations.clone(),
         );
+        let llm = LlmMetrics {
+            requests: Family::default(),
+            first_token: Family::new_with_constructor(latency_histogram),
+            duration: Family::new_with_constructor(latency_histogram),
+            tokens: Family::default(),
+            upstream_errors: Family::default(),
+            circuit_state: Family::default(),
+            queue_depth: Family::default(),
+            phi_leak_suspected: Family::default(),
+        };
+        registry.register(
+            "llm_requests",
+            "Model requests finished, by model and outcome (ok or error kind)",
+            llm.requests.clone(),
+        );
+        registry.register(
+            "llm_time_to_first_token_seconds",
+            "Seconds from the model call to its first token, by model",
+            llm.first_token.clone(),
+        );
+        registry.register(
+            "llm_request_duration_seconds",
+            "Seconds from the model call to the end of the answer, by model",
+            llm.duration.clone(),
+        );
+        registry.register(
+            "llm_tokens",
+            "Tokens by model and direction (prompt, completion)",
+            llm.tokens.clone(),
+        );
+        registry.register(
+            "llm_upstream_errors",
+            "Failed model attempts by model and error kind",
+            llm.upstream_errors.clone(),
+        );
+        registry.register(
+            "llm_circuit_state",
+            "Circuit breaker state by model: 0 closed, 1 half-open, 2 open",
+            llm.circuit_state.clone(),
+        );
+        registry.register(
+            "llm_queue_depth",
+            "Requests waiting for a model slot, by model",
+            llm.queue_depth.clone(),
+        );
+        registry.register(
+            "phi_leak_suspected",
+            "Identifier-shaped text in answers that was not in the re-identification map (masked), by model",
+            llm.phi_leak_suspected.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -323,6 +412,7 @@ impl Metrics {
             model_accuracy,
             safety_overrides,
             safety_escalations,
+            llm,
         }
     }
 

@@ -36,6 +36,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// The tamper-evident audit log's appender, checkpointer and verifier.
     pub audit: crate::audit_log::AuditLog,
+    /// The assistant: models, PHI detector and safety rules.
+    pub assistant: crate::assistant::Assistant,
 }
 
 impl AppState {

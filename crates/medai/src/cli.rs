@@ -96,6 +96,9 @@ pub enum Command {
     /// on labelled cases (no configuration needed).
     #[command(subcommand)]
     Triage(TriageCommand),
+    /// The models the assistant answers with (`[llm]` in medai.toml).
+    #[command(subcommand)]
+    Model(ModelCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -146,6 +149,16 @@ fn fraction(s: &str) -> Result<f64, String> {
         Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
         _ => Err(format!("{s:?} is not a number between 0 and 1")),
     }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelCommand {
+    /// List the configured models (provider, endpoint, upstream model, context window, default,
+    /// failover) and probe each one's health. Exits 1 when any model is unhealthy.
+    #[command(
+        after_help = "Example:\n  medai model list\n\nOutput columns: id, provider, endpoint, upstream model, context window,\ndefault, failover, health (probe latency or the reason it failed)."
+    )]
+    List,
 }
 
 #[derive(Subcommand, Debug)]

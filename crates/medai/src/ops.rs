@@ -1,6 +1,8 @@
 //! The commands.
 
-use crate::cli::{Cli, Command, ConfigCommand, KeysCommand, TokenCommand, UserCommand};
+use crate::cli::{
+    Cli, Command, ConfigCommand, KeysCommand, ModelCommand, TokenCommand, UserCommand,
+};
 use crate::config;
 use anyhow::{bail, Context as _};
 use medai_core::audit::{AuditEvent, Outcome};
@@ -41,6 +43,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(KeysCommand::Reencrypt { batch }) => keys_reencrypt(cfg, batch).await,
         Command::Keys(KeysCommand::Rewrap) => keys_rewrap(cfg).await,
         Command::Triage(cmd) => crate::triage::run(cmd),
+        Command::Model(ModelCommand::List) => model_list(&cfg).await,
     }
 }
 
@@ -210,8 +213,11 @@ async fn keys_reencrypt(cfg: Config, batch: i64) -> anyhow::Result<()> {
     let (mut total, mut stalls) = (0u64, 0u32);
     loop {
         let mut tx = store.begin().await?;
-        let n = medai_store::patients::reencrypt(&mut tx, &phi, batch).await?;
-        let left = medai_store::patients::rows_under_older_keys(&mut tx, current).await?;
+        // Patients, then the assistant's texts (titles, messages, feedback comments, notes).
+        let n = medai_store::patients::reencrypt(&mut tx, &phi, batch).await?
+            + medai_store::conversations::reencrypt(&mut tx, &phi, batch).await?;
+        let left = medai_store::patients::rows_under_older_keys(&mut tx, current).await?
+            + medai_store::conversations::rows_under_older_keys(&mut tx, current).await?;
         tx.commit().await.map_err(StoreError::from)?;
         total += n;
         if left == 0 {
@@ -234,7 +240,7 @@ async fn keys_reencrypt(cfg: Config, batch: i64) -> anyhow::Result<()> {
     .await?;
     drop(conn);
     store.close().await;
-    println!("re-encrypted {total} patient row(s); every row uses data key version {current}");
+    println!("re-encrypted {total} row(s); every PHI row uses data key version {current}");
     Ok(())
 }
 
@@ -331,7 +337,51 @@ async fn keys_rewrap(cfg: Config) -> anyhow::Result<()> {
 }
 
 #[expect(clippy::print_stdout, reason = "command output")]
+async fn model_list(cfg: &Config) -> anyhow::Result<()> {
+    let metrics = medai_server::metrics::Metrics::new();
+    let assistant = medai_server::assistant::Assistant::new(cfg.llm.as_ref(), &metrics.llm)?;
+    let Some(registry) = assistant.registry else {
+        bail!("no model is configured: add [llm] with default_model and [[llm.models]] to medai.toml (see docs/assistant.md)");
+    };
+    let health = registry.health().await;
+    let mut unhealthy = 0;
+    println!("id\tprovider\tendpoint\tupstream model\tcontext\tdefault\tfailover\thealth");
+    for m in registry.list() {
+        let d = &m.description;
+        let h = health.iter().find(|(id, _)| *id == d.id).map(|(_, h)| h);
+        let status = match h {
+            Some(h) if h.ok => format!("ok ({} ms)", h.latency.as_millis()),
+            Some(h) => {
+                unhealthy += 1;
+                format!("DOWN ({})", h.detail.as_deref().unwrap_or("no detail"))
+            }
+            None => {
+                unhealthy += 1;
+                "not probed".to_owned()
+            }
+        };
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{status}",
+            d.id,
+            d.provider.as_str(),
+            d.endpoint,
+            d.upstream_model,
+            d.context_window,
+            if m.is_default { "yes" } else { "" },
+            m.failover.as_deref().unwrap_or("-"),
+        );
+    }
+    if unhealthy > 0 {
+        bail!("{unhealthy} model(s) unhealthy");
+    }
+    Ok(())
+}
+
+#[expect(clippy::print_stdout, reason = "command output")]
 fn config_check(cfg: &Config) -> anyhow::Result<()> {
+    if let Some(llm) = &cfg.llm {
+        medai_server::assistant::check_llm_config(llm)?;
+    }
     let text = toml::to_string_pretty(cfg).context("cannot render the configuration")?;
     let db = match database_kind(&cfg.effective_database_url()) {
         Some(medai_core::config::DatabaseKind::Postgres) => "postgresql",

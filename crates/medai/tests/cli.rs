@@ -148,6 +148,69 @@ fn config_check_masks_secrets_and_bad_config_names_the_key() {
     assert!(!o.status.success());
 }
 
+#[test]
+fn llm_section_is_validated_masked_and_model_list_probes_health() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("medai.toml");
+    // A port nothing listens on: bind, read the port, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[llm]\ndefault_model = \"local\"\n[[llm.models]]\nid = \"local\"\nprovider = \"openai\"\nendpoint = \"http://127.0.0.1:{port}\"\nmodel = \"tiny\"\napi_key = \"sk-do-not-print\"\ncontext_window = 4096\ntimeouts = {{ connect = \"1s\" }}\n"
+        ),
+    )
+    .unwrap();
+    let args = |cmd: &[&'static str]| -> Vec<String> {
+        let mut v = vec!["--config".to_owned(), cfg.to_str().unwrap().to_owned()];
+        v.extend(cmd.iter().map(|s| (*s).to_owned()));
+        v
+    };
+    let run = |cmd: &[&'static str]| {
+        let a = args(cmd);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        medai(tmp.path(), &a)
+    };
+    let o = run(&["config", "check"]);
+    assert!(o.status.success(), "{o:?}");
+    let out = stdout(&o);
+    assert!(out.contains("context_window = 4096"), "{out}");
+    assert!(!out.contains("sk-do-not-print"), "{out}");
+
+    let o = run(&["model", "list"]);
+    assert!(
+        !o.status.success(),
+        "a model nobody serves is unhealthy: {o:?}"
+    );
+    let out = stdout(&o);
+    assert!(out.contains("local\topenai"), "{out}");
+    assert!(out.contains("DOWN"), "{out}");
+    assert!(!out.contains("sk-do-not-print"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("1 model(s) unhealthy"));
+
+    // A bad section is refused naming the key.
+    std::fs::write(
+        &cfg,
+        "[llm]\ndefault_model = \"missing\"\n[[llm.models]]\nid = \"local\"\nprovider = \"openai\"\nmodel = \"tiny\"\nendpoint = \"http://127.0.0.1:1\"\ncontext_window = 4096\n",
+    )
+    .unwrap();
+    let o = run(&["config", "check"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("default_model"),
+        "{o:?}"
+    );
+
+    std::fs::write(&cfg, "").unwrap();
+    let o = run(&["model", "list"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no model is configured"));
+}
+
 /// `medai serve` as a process: the setup link alone on a stdout line, JSON logs with request ids
 /// on stderr, and SIGTERM ending it cleanly.
 #[cfg(unix)]
@@ -683,7 +746,7 @@ fn keys_status_migrate_encrypts_plaintext_rows_and_key_file_checks() {
     assert!(o.status.success(), "{o:?}");
     assert!(stdout(&o).contains("data key version 2 added"), "{o:?}");
     assert!(
-        stdout(&o).contains("re-encrypted 1 patient row(s)"),
+        stdout(&o).contains("re-encrypted 1 row(s)"),
         "{o:?}"
     );
     let out = stdout(&medai(&dir, &["keys", "status"]));
@@ -706,7 +769,7 @@ fn keys_status_migrate_encrypts_plaintext_rows_and_key_file_checks() {
     let o = medai(&dir, &["keys", "reencrypt"]);
     assert!(o.status.success(), "{o:?}");
     assert!(
-        stdout(&o).contains("re-encrypted 0 patient row(s)"),
+        stdout(&o).contains("re-encrypted 0 row(s)"),
         "resumable: {o:?}"
     );
     let o = medai(&dir, &["keys", "rotate", "--batch", "0"]);

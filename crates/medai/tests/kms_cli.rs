@@ -238,7 +238,7 @@ fn keys_move_from_the_local_file_to_aws_kms_and_patients_stay_readable() {
     // A rotation under KMS wraps the new key there and re-encrypts the row under it.
     let o = medai(&dir, kms, &["keys", "rotate", "--reencrypt"]);
     assert!(o.status.success(), "{o:?}");
-    assert!(out(&o).contains("re-encrypted 1 patient row(s)"), "{o:?}");
+    assert!(out(&o).contains("re-encrypted 1 row(s)"), "{o:?}");
     let keys = phi_keys(&dir);
     assert_eq!(keys.len(), 3);
     assert!(keys.iter().all(|k| k.2 == "aws-kms"), "{keys:?}");

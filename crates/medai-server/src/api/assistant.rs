@@ -690,3 +690,536 @@ pub async fn list_notes(
     st.metrics.phi_read(p.user.role.as_str(), 1);
     Ok(axum::Json(found.into_iter().map(NoteOut::from).collect()))
 }
+
+/// Longest question, in characters.
+pub const MAX_QUESTION_CHARS: usize = 4_000;
+/// How many of the newest clinical notes go into the model's context.
+const CONTEXT_NOTES: i64 = 5;
+/// How many earlier messages of the conversation go to the model.
+const HISTORY_MESSAGES: usize = 10;
+
+/// A question to the assistant.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuestionIn {
+    /// The question, 1 to 4,000 characters.
+    pub text: String,
+}
+
+/// The model error as the client sees it: status, the model layer's error kind as the code, a
+/// message without internal detail, and `Retry-After` when the layer knows it.
+fn model_error(e: &medai_llm::LlmError) -> ApiError {
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let message = match status {
+        StatusCode::TOO_MANY_REQUESTS => "the model is busy; retry after the indicated time",
+        StatusCode::SERVICE_UNAVAILABLE => "the model is unavailable; retry later",
+        StatusCode::GATEWAY_TIMEOUT => "the model did not answer in time",
+        StatusCode::BAD_REQUEST => {
+            return ApiError::Internal(format!("the model refused the request: {e}"));
+        }
+        _ => "the model failed to answer",
+    };
+    ApiError::Model {
+        status,
+        code: e.kind().as_str(),
+        message: message.to_owned(),
+        retry_after: e.retry_after_secs(),
+    }
+}
+
+/// Whether `text` contains `value` as a whole word, ignoring case.
+fn contains_word(text: &str, value: &str) -> bool {
+    let (text, value) = (text.to_lowercase(), value.to_lowercase());
+    if value.is_empty() {
+        return false;
+    }
+    text.match_indices(&value).any(|(i, m)| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + m.len()..].chars().next();
+        !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
+    })
+}
+
+/// Where the re-identified text may be cut for the output check: after the last line break or
+/// sentence end, so identifiers are checked whole.
+fn last_boundary(s: &str) -> Option<usize> {
+    let line = s.rfind('\n').map(|i| i + 1);
+    let sentence = [". ", "? ", "! ", ": "]
+        .iter()
+        .filter_map(|b| s.rfind(b).map(|i| i + b.len()))
+        .max();
+    line.max(sentence)
+}
+
+fn sse_event(name: &str, data: &serde_json::Value) -> axum::response::sse::Event {
+    axum::response::sse::Event::default()
+        .event(name)
+        .data(data.to_string())
+}
+
+/// What the streaming task needs to finish an answer.
+struct AnswerJob {
+    st: AppState,
+    p: Principal,
+    conversation_id: String,
+    patient_id: String,
+    question_id: String,
+    known: Vec<String>,
+    deidentified: serde_json::Value,
+    escalations: Vec<String>,
+}
+
+/// Asks the assistant about the conversation's patient. The answer streams as server-sent
+/// events: `escalation` (when a safety rule fired, before anything else), `delta` (re-identified
+/// text, checked for identifiers the record did not contain), then `done` (the stored answer's
+/// id and provenance) or `error`. Only de-identified text reaches the model.
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/messages", tag = "assistant",
+    params(("id" = String, Path, description = "Conversation id")), request_body = QuestionIn,
+    responses((status = 200, description = "Server-sent events: escalation, delta…, then done or error", content_type = "text/event-stream"),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody), (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)),
+    security(("session" = [])))]
+pub async fn ask(
+    State(st): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<QuestionIn>,
+) -> Result<axum::response::Response, ApiError> {
+    use medai_llm::{ChatRequest, Message as ChatMessage, Role as ChatRole};
+    let h = header(&st, &id).await?;
+    let patient_id = h.patient_id;
+    let access = require_patient(&st, &p, Action::AssistantUse, &patient_id).await?;
+    require_owner(&st, &p, Action::AssistantUse, &patient_id, &h.clinician_id).await?;
+    if h.status == Status::Closed {
+        return Err(ApiError::conflict(
+            "conversation_closed",
+            "the conversation is closed; start a new one",
+        ));
+    }
+    let question = text_field("text", &req.text, MAX_QUESTION_CHARS)?;
+    let Some(registry) = st.assistant.registry.clone() else {
+        return Err(ApiError::Model {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "no_model",
+            message: "no model is configured; an administrator sets [llm] in medai.toml".into(),
+            retry_after: None,
+        });
+    };
+    let now = st.now();
+    let mut tx = st.store.begin().await?;
+    let phi = cipher!(st, p, tx, now);
+    let loaded = async {
+        let patient = medai_store::patients::get(&mut tx, &phi, &patient_id).await?;
+        let notes = conversations::notes(&mut tx, &phi, &patient_id, CONTEXT_NOTES).await?;
+        let history = conversations::messages(&mut tx, &phi, &id).await?;
+        Ok::<_, StoreError>((patient, notes, history))
+    };
+    let (patient, notes, history) = match loaded.await {
+        Ok((Some(pt), n, h)) => (pt, n, h),
+        Ok((None, _, _)) => return Err(ApiError::NotFound("patient")),
+        Err(e) => {
+            drop(tx);
+            return Err(phi_fault(&st, &p, e).await);
+        }
+    };
+
+    // The patient context, then de-identification of everything model-bound.
+    let d = &patient.demographics;
+    let dob = medai_store::patients::format_date(d.date_of_birth);
+    let mut context = format!(
+        "Patient name: {} {}\nMRN: {}\nDate of birth: {}\nSex: {}\n",
+        d.given_name,
+        d.family_name,
+        d.mrn,
+        dob,
+        d.sex.as_str()
+    );
+    if !notes.is_empty() {
+        context.push_str("Clinical notes, newest first:\n");
+        for n in &notes {
+            context.push_str("- ");
+            context.push_str(&n.body);
+            context.push('\n');
+        }
+    }
+    let recent = &history[history.len().saturating_sub(HISTORY_MESSAGES)..];
+    let detector = &st.assistant.detector;
+    let mut vault = medai_phi::Vault::new();
+    let mut counts: std::collections::BTreeMap<&'static str, u64> = Default::default();
+    let mut known: Vec<String> = vec![
+        d.given_name.clone(),
+        d.family_name.clone(),
+        d.mrn.clone(),
+        dob.clone(),
+    ];
+    let mut deid = |text: &str, counts: &mut std::collections::BTreeMap<&'static str, u64>| {
+        for s in detector.detect(text) {
+            if let Some(v) = text.get(s.start..s.end) {
+                known.push(v.to_owned());
+            }
+        }
+        let out = vault.deidentify(detector, text);
+        for s in &out.spans {
+            *counts.entry(s.phi_type.as_str()).or_default() += 1;
+        }
+        out.text.clone()
+    };
+    let context_out = deid(&context, &mut counts);
+    let history_out: Vec<(MessageKind, String)> = recent
+        .iter()
+        .map(|m| (m.kind, deid(&m.body, &mut counts)))
+        .collect();
+    let question_out = deid(&question, &mut counts);
+    // Fail-safe: the record's own identifiers must not survive de-identification.
+    let direct = [&d.given_name, &d.family_name, &d.mrn, &dob];
+    let outgoing = std::iter::once(&context_out)
+        .chain(history_out.iter().map(|(_, t)| t))
+        .chain(std::iter::once(&question_out));
+    for text in outgoing {
+        if direct.iter().any(|v| contains_word(text, v)) {
+            drop(tx);
+            let e = p
+                .event(now, "phi.guard_blocked", Outcome::Failure)
+                .patient(&patient_id)
+                .detail(&serde_json::json!({ "conversation_id": id }));
+            if let Err(err) = st.audit.append(&e).await {
+                st.metrics.audit_append_failures.inc();
+                tracing::error!(target: "security", error = %err, "audit append failed");
+            }
+            return Err(ApiError::Internal(
+                "a record identifier survived de-identification; the model was not called".into(),
+            ));
+        }
+    }
+
+    // Safety triage of the question and the notes.
+    let mut escalations: Vec<medai_safety::Hit> = Vec::new();
+    for text in std::iter::once(question.as_str()).chain(notes.iter().map(|n| n.body.as_str())) {
+        for hit in st.assistant.rules.triage(text).hits {
+            if !escalations.iter().any(|e| e.rule_id == hit.rule_id) {
+                escalations.push(hit);
+            }
+        }
+    }
+    let rule_ids: Vec<String> = escalations.iter().map(|h| h.rule_id.clone()).collect();
+    let deidentified = serde_json::json!(counts);
+
+    // The question is stored and audited before the model is called.
+    let question_id = new_id();
+    conversations::append_message(
+        &mut tx,
+        &phi,
+        &conversations::NewMessage {
+            id: &question_id,
+            conversation_id: &id,
+            kind: MessageKind::Question,
+            author_id: Some(&p.user.id),
+            body: &question,
+            provenance: None,
+            escalations: &rule_ids,
+        },
+        now,
+    )
+    .await?;
+    append_in(
+        &st,
+        &mut tx,
+        &p.event(now, "assistant.question", Outcome::Success)
+            .patient(&patient_id)
+            .detail(&serde_json::json!({
+                "conversation_id": id,
+                "message_id": question_id,
+                "escalations": rule_ids,
+                "deidentified": deidentified,
+            }))
+            .detail(&access_detail(access)),
+    )
+    .await?;
+    if !rule_ids.is_empty() {
+        append_in(
+            &st,
+            &mut tx,
+            &p.event(now, "safety.escalation", Outcome::Success)
+                .patient(&patient_id)
+                .detail(&serde_json::json!({
+                    "conversation_id": id,
+                    "message_id": question_id,
+                    "rules": rule_ids,
+                    "rule_set": st.assistant.rules.version(),
+                })),
+        )
+        .await?;
+    }
+    tx.commit().await.map_err(StoreError::from)?;
+    for r in &rule_ids {
+        st.metrics
+            .safety_escalations
+            .get_or_create(&crate::metrics::RuleLabels { rule: r.clone() })
+            .inc();
+    }
+
+    let mut system = format!("{}\n\nPatient context:\n", crate::assistant::SYSTEM_PROMPT);
+    system.push_str(&context_out);
+    let mut messages = vec![ChatMessage::new(ChatRole::System, system)];
+    for (kind, text) in history_out {
+        let role = match kind {
+            MessageKind::Question => ChatRole::User,
+            MessageKind::Answer => ChatRole::Assistant,
+        };
+        messages.push(ChatMessage::new(role, text));
+    }
+    messages.push(ChatMessage::new(ChatRole::User, question_out));
+    let request = ChatRequest {
+        messages,
+        ..ChatRequest::default()
+    };
+    let stream = match registry.chat_stream(None, request).await {
+        Ok(s) => s,
+        Err(e) => {
+            let event = p
+                .event(st.now(), "assistant.answer", Outcome::Failure)
+                .patient(&patient_id)
+                .detail(&serde_json::json!({
+                    "conversation_id": id,
+                    "question_id": question_id,
+                    "error": e.kind().as_str(),
+                }));
+            if let Err(err) = st.audit.append(&event).await {
+                st.metrics.audit_append_failures.inc();
+                tracing::error!(target: "security", error = %err, "audit append failed");
+            }
+            return Err(model_error(&e));
+        }
+    };
+
+    let (events, rx) = tokio::sync::mpsc::channel::<axum::response::sse::Event>(64);
+    if !escalations.is_empty() {
+        let notices: Vec<serde_json::Value> = escalations
+            .iter()
+            .map(|h| serde_json::json!({ "rule": h.rule_id, "title": h.title, "notice": h.notice }))
+            .collect();
+        // The channel is fresh and larger than one event: this cannot fail.
+        let _ = events.try_send(sse_event(
+            "escalation",
+            &serde_json::json!({ "rules": notices }),
+        ));
+    }
+    let job = AnswerJob {
+        st: st.clone(),
+        p,
+        conversation_id: id,
+        patient_id,
+        question_id,
+        known,
+        deidentified,
+        escalations: rule_ids,
+    };
+    tokio::spawn(stream_answer(job, stream, vault, events));
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|e| (Ok::<_, std::convert::Infallible>(e), rx))
+    });
+    Ok(axum::response::IntoResponse::into_response(
+        axum::response::sse::Sse::new(body).keep_alive(axum::response::sse::KeepAlive::default()),
+    ))
+}
+
+/// Streams one answer: re-identifies each delta, checks complete sentences for identifiers the
+/// record did not contain, sends them, and stores the answer with its provenance when the model
+/// finishes. If the client goes away the stream is dropped, which cancels the upstream call, and
+/// nothing is stored but the audit event.
+async fn stream_answer(
+    job: AnswerJob,
+    mut stream: medai_llm::AnswerStream,
+    vault: medai_phi::Vault,
+    events: tokio::sync::mpsc::Sender<axum::response::sse::Event>,
+) {
+    use futures_util::StreamExt as _;
+    let st = &job.st;
+    let detector = std::sync::Arc::clone(&st.assistant.detector);
+    let known: Vec<&str> = job.known.iter().map(String::as_str).collect();
+    let mut reid = medai_llm::StreamingReidentifier::new(vault);
+    let (mut pending, mut answer, mut masked) = (String::new(), String::new(), 0usize);
+    let check = |seg: &str, answer: &mut String, masked: &mut usize| -> String {
+        let m = medai_safety::mask_with(&detector, &medai_safety::CHECKED_TYPES, seg, &known);
+        *masked += m.masked;
+        answer.push_str(&m.text);
+        m.text
+    };
+    let mut completion = None;
+    let mut failure: Option<&'static str> = None;
+    while let Some(ev) = stream.next().await {
+        match ev {
+            Ok(medai_llm::StreamEvent::Delta(t)) => {
+                pending.push_str(&reid.push(&t));
+                if let Some(cut) = last_boundary(&pending) {
+                    let seg: String = pending.drain(..cut).collect();
+                    let text = check(&seg, &mut answer, &mut masked);
+                    if events
+                        .send(sse_event("delta", &serde_json::json!({ "text": text })))
+                        .await
+                        .is_err()
+                    {
+                        failure = Some("client_disconnected");
+                        break;
+                    }
+                }
+            }
+            Ok(medai_llm::StreamEvent::Done(c)) => completion = Some(*c),
+            Err(e) => {
+                failure = Some(e.kind().as_str());
+                break;
+            }
+        }
+    }
+    drop(stream);
+    let model_id = completion
+        .as_ref()
+        .map_or_else(String::new, |c| c.model_id.clone());
+    if failure.is_none() {
+        pending.push_str(&reid.finish());
+        if !pending.is_empty() {
+            let text = check(&pending, &mut answer, &mut masked);
+            if events
+                .send(sse_event("delta", &serde_json::json!({ "text": text })))
+                .await
+                .is_err()
+            {
+                failure = Some("client_disconnected");
+            }
+        }
+    }
+    let c = match (failure, completion) {
+        (None, Some(c)) => c,
+        (f, _) => {
+            let kind = f.unwrap_or("protocol");
+            let e = job
+                .p
+                .event(st.now(), "assistant.answer", Outcome::Failure)
+                .patient(&job.patient_id)
+                .detail(&serde_json::json!({
+                    "conversation_id": job.conversation_id,
+                    "question_id": job.question_id,
+                    "error": kind,
+                }));
+            if let Err(err) = st.audit.append(&e).await {
+                st.metrics.audit_append_failures.inc();
+                tracing::error!(target: "security", error = %err, "audit append failed");
+            }
+            let _ = events
+                .send(sse_event(
+                    "error",
+                    &serde_json::json!({ "code": kind, "message": "the answer was interrupted; nothing was stored" }),
+                ))
+                .await;
+            return;
+        }
+    };
+    let provenance = serde_json::json!({
+        "provider": c.provider,
+        "model": {
+            "id": c.model_id,
+            "version": c.upstream_model.clone().unwrap_or_else(|| "unreported".into()),
+            "failover": c.failover,
+        },
+        "params": c.params,
+        "prompt_template_version": crate::assistant::PROMPT_TEMPLATE_VERSION,
+        "triage_rule_set": st.assistant.rules.version(),
+        "deidentified": job.deidentified,
+        "latency_ms": {
+            "first_token": u64::try_from(c.timing.first_token.as_millis()).unwrap_or(u64::MAX),
+            "total": u64::try_from(c.timing.total.as_millis()).unwrap_or(u64::MAX),
+        },
+        "tokens": c.usage.map(|u| serde_json::json!({
+            "prompt": u.prompt_tokens, "completion": u.completion_tokens
+        })),
+        "finish_reason": c.finish_reason,
+        "attempts": c.attempts,
+        "escalations": job.escalations,
+        "phi_masked": masked,
+    });
+    let answer_id = new_id();
+    let stored = async {
+        let now = st.now();
+        let mut tx = st.store.begin().await?;
+        let phi = st
+            .phi
+            .current(&mut tx, &*st.kek, now)
+            .await
+            .map_err(ApiError::from)?;
+        conversations::append_message(
+            &mut tx,
+            &phi,
+            &conversations::NewMessage {
+                id: &answer_id,
+                conversation_id: &job.conversation_id,
+                kind: MessageKind::Answer,
+                author_id: None,
+                body: &answer,
+                provenance: Some(&provenance),
+                escalations: &job.escalations,
+            },
+            now,
+        )
+        .await?;
+        append_in(
+            st,
+            &mut tx,
+            &job.p
+                .event(now, "assistant.answer", Outcome::Success)
+                .patient(&job.patient_id)
+                .detail(&serde_json::json!({
+                    "conversation_id": job.conversation_id,
+                    "message_id": answer_id,
+                    "question_id": job.question_id,
+                    "model": provenance["model"],
+                    "phi_masked": masked,
+                })),
+        )
+        .await?;
+        if masked > 0 {
+            append_in(
+                st,
+                &mut tx,
+                &job.p
+                    .event(now, "phi.leak_suspected", Outcome::Success)
+                    .patient(&job.patient_id)
+                    .detail(&serde_json::json!({
+                        "message_id": answer_id,
+                        "masked": masked,
+                        "model": provenance["model"],
+                    })),
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok::<_, ApiError>(())
+    };
+    if masked > 0 {
+        st.metrics
+            .llm
+            .phi_leak_suspected
+            .get_or_create(&crate::metrics::LlmLabels { model: model_id })
+            .inc_by(masked as u64);
+    }
+    match stored.await {
+        Ok(()) => {
+            let _ = events
+                .send(sse_event(
+                    "done",
+                    &serde_json::json!({ "message_id": answer_id, "provenance": provenance }),
+                ))
+                .await;
+        }
+        Err(e) => {
+            tracing::error!(code = e.code(), error = %e, "storing an answer failed");
+            let _ = events
+                .send(sse_event(
+                    "error",
+                    &serde_json::json!({ "code": "internal", "message": "the answer could not be stored" }),
+                ))
+                .await;
+        }
+    }
+}

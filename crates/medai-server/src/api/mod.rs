@@ -82,6 +82,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         ))
         .routes(routes!(assistant::get_conversation))
         .routes(routes!(assistant::close_conversation))
+        .routes(routes!(assistant::ask))
         .routes(routes!(assistant::put_feedback))
         .routes(routes!(assistant::list_notes, assistant::create_note))
         .routes(routes!(admin::list_users, admin::create_user))

@@ -361,6 +361,15 @@ async fn every_route_times_every_role() {
                 body: none,
                 expect: pp,
             },
+            Case {
+                method: Method::POST,
+                template: "/api/v1/conversations/{id}/messages",
+                own: c(&conv_own, "/messages"),
+                foreign: Some(c(&conv_foreign, "/messages")),
+                body: |_| Some(json!({"text": "Any interactions to consider?"})),
+                // No model is configured in the matrix: authorised callers get 503 no_model.
+                expect: clin_only(503),
+            },
             // After the reads: it closes the conversation.
             Case {
                 method: Method::POST,

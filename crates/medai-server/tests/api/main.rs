@@ -7,6 +7,7 @@
     reason = "integration-test helpers fail loudly; clippy exempts only #[test] bodies"
 )]
 
+mod answer;
 mod assistant;
 mod audit;
 mod authz_matrix;
