@@ -177,6 +177,7 @@ impl RuleSet {
                 Cue::HistoryPost => {
                     backward(doc, &terminator, &mut flags, f.start, w.history, HISTORY)
                 }
+                Cue::Hypothetical if conditional_on_present_patient(doc, f) => {}
                 Cue::Hypothetical => {
                     forward(
                         doc,
@@ -198,6 +199,33 @@ impl RuleSet {
         }
         flags
     }
+}
+
+/// "if my pt has chest pain …": a bare "if" that introduces the clinician's own patient in the
+/// present ("if my/this/our pt/patient has/is/presents/reports/complains/…") states a fact to act
+/// on, not a hypothetical. "if my pt develops …" and "what if …" stay hypothetical.
+fn conditional_on_present_patient(doc: &Doc, f: &Found) -> bool {
+    let word = |i: usize| doc.toks.get(i).and_then(|t| doc.lower.get(t.start..t.end));
+    f.end == f.start + 1
+        && word(f.start) == Some("if")
+        && matches!(word(f.end), Some("my" | "this" | "our"))
+        && matches!(word(f.end + 1), Some("pt" | "patient"))
+        && matches!(
+            word(f.end + 2),
+            Some(
+                "has"
+                    | "is"
+                    | "presents"
+                    | "presented"
+                    | "reports"
+                    | "complains"
+                    | "c"
+                    | "now"
+                    | "currently"
+                    | "with"
+                    | "already"
+            )
+        )
 }
 
 /// Flags up to `window` words from `from` on, within the sentence, until a terminator.

@@ -16,7 +16,7 @@ fn fired(text: &str) -> Vec<String> {
 #[test]
 fn builtin_rule_set_loads_with_the_required_rules() {
     let rules = RuleSet::builtin().unwrap();
-    assert_eq!(rules.version(), "1.0.0");
+    assert_eq!(rules.version(), "1.1.0");
     let ids: Vec<&str> = rules.rules().iter().map(|r| r.id()).collect();
     for id in [
         "acs",
@@ -110,7 +110,7 @@ fn a_hit_carries_the_rule_and_offsets_of_its_evidence() {
     let text = "Now c/o chest pain with diaphoresis.";
     let t = rules.triage(text);
     assert!(t.flagged);
-    assert_eq!(t.rule_set_version, "1.0.0");
+    assert_eq!(t.rule_set_version, "1.1.0");
     let hit = &t.hits[0];
     assert_eq!(hit.rule_id, "acs");
     assert_eq!(hit.rule_version, 1);
@@ -141,7 +141,7 @@ fn invalid_rule_files_are_refused_naming_rule_and_field() {
         ("\"diaphore*\",", "\"di*\",", "rule \"acs\", field `terms.associated`"),
         ("[[rule.pattern]]\ngroups = [\"infant\", \"fever\"]\nwithin = 30", "[[rule.pattern]]\ngroups = [\"infant\"]", "field `terms.fever`: this term group is used by no pattern"),
         ("negation_window = 7", "negation_window = 0", "rule \"(cues)\", field `negation_window`"),
-        ("version = \"1.0.0\"", "version = \"\"", "rule \"(ruleset)\", field `version`"),
+        ("version = \"1.1.0\"", "version = \"\"", "rule \"(ruleset)\", field `version`"),
         ("id = \"stroke\"", "id = \"stroke\"\ncolour = \"red\"", "unknown field `colour`"),
         ("[cues]", "[cues", "not a valid rule set"),
     ];
@@ -183,5 +183,31 @@ proptest! {
         let text = parts.join(sep);
         let t = RULES.triage(&text);
         prop_assert_eq!(t.flagged, !t.hits.is_empty());
+    }
+}
+
+#[test]
+fn an_if_that_introduces_the_clinicians_own_patient_now_is_not_hypothetical() {
+    let rules = RuleSet::builtin().unwrap();
+    let fired = |t: &str| -> Vec<String> {
+        rules
+            .triage(t)
+            .hits
+            .into_iter()
+            .map(|h| h.rule_id)
+            .collect()
+    };
+    for t in [
+        "What should I do if my pt has chest pain and diaphoresis right now?",
+        "How do I manage this if my patient is having crushing chest pain with diaphoresis?",
+    ] {
+        assert_eq!(fired(t), ["acs"], "{t}");
+    }
+    for t in [
+        "What should I do if my pt develops chest pain and diaphoresis after discharge?",
+        "Return if chest pain with diaphoresis.",
+        "What if my patient has chest pain with diaphoresis one day?",
+    ] {
+        assert!(fired(t).is_empty(), "{t}");
     }
 }

@@ -745,10 +745,7 @@ fn keys_status_migrate_encrypts_plaintext_rows_and_key_file_checks() {
     let o = medai(&dir, &["keys", "rotate", "--reencrypt", "--batch", "1"]);
     assert!(o.status.success(), "{o:?}");
     assert!(stdout(&o).contains("data key version 2 added"), "{o:?}");
-    assert!(
-        stdout(&o).contains("re-encrypted 1 row(s)"),
-        "{o:?}"
-    );
+    assert!(stdout(&o).contains("re-encrypted 1 row(s)"), "{o:?}");
     let out = stdout(&medai(&dir, &["keys", "status"]));
     let v1 = out
         .lines()
