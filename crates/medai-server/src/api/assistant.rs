@@ -22,18 +22,30 @@ use medai_store::{new_id, StoreError};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-/// The current PHI cipher for a request's transaction; a key the provider cannot unwrap ends the
-/// request the way a field that cannot be decrypted does (the transaction is dropped first, so
-/// the fault's audit event commits on its own).
-macro_rules! cipher {
-    ($st:ident, $p:ident, $tx:ident, $now:ident) => {
-        match $st.phi.current(&mut $tx, &*$st.kek, $now).await {
-            Ok(phi) => phi,
+/// Unwraps a PHI read in a request's transaction. A field that cannot be decrypted, or a key the
+/// provider cannot unwrap, ends the request through [`phi_fault`]: the transaction is dropped
+/// first, so the fault's audit event commits on its own.
+macro_rules! phi_read {
+    ($st:ident, $p:ident, $tx:ident, $e:expr) => {
+        match $e {
+            Ok(v) => v,
             Err(e) => {
                 drop($tx);
                 return Err(phi_fault(&$st, &$p, e).await);
             }
         }
+    };
+}
+
+/// The current PHI cipher for a request's transaction (see [`phi_read`]).
+macro_rules! cipher {
+    ($st:ident, $p:ident, $tx:ident, $now:ident) => {
+        phi_read!(
+            $st,
+            $p,
+            $tx,
+            $st.phi.current(&mut $tx, &*$st.kek, $now).await
+        )
     };
 }
 
@@ -270,14 +282,12 @@ pub async fn list_conversations(
     let now = st.now();
     let mut tx = st.store.begin().await?;
     let phi = cipher!(st, p, tx, now);
-    let found =
-        match conversations::list_for_patient(&mut tx, &phi, &patient_id, limit, offset).await {
-            Ok(found) => found,
-            Err(e) => {
-                drop(tx);
-                return Err(phi_fault(&st, &p, e).await);
-            }
-        };
+    let found = phi_read!(
+        st,
+        p,
+        tx,
+        conversations::list_for_patient(&mut tx, &phi, &patient_id, limit, offset).await
+    );
     append_in(
         &st,
         &mut tx,
@@ -333,14 +343,8 @@ pub async fn get_conversation(
         }
         Ok::<_, StoreError>((c, out))
     };
-    let (c, messages) = match read.await {
-        Ok((Some(c), m)) => (c, m),
-        Ok((None, _)) => return Err(ApiError::NotFound("conversation")),
-        Err(e) => {
-            drop(tx);
-            return Err(phi_fault(&st, &p, e).await);
-        }
-    };
+    let (c, messages) = phi_read!(st, p, tx, read.await);
+    let c = c.ok_or(ApiError::NotFound("conversation"))?;
     append_in(
         &st,
         &mut tx,
@@ -375,14 +379,8 @@ pub async fn close_conversation(
     let now = st.now();
     let mut tx = st.store.begin().await?;
     let phi = cipher!(st, p, tx, now);
-    let c = match conversations::get(&mut tx, &phi, &id).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return Err(ApiError::NotFound("conversation")),
-        Err(e) => {
-            drop(tx);
-            return Err(phi_fault(&st, &p, e).await);
-        }
-    };
+    let c = phi_read!(st, p, tx, conversations::get(&mut tx, &phi, &id).await)
+        .ok_or(ApiError::NotFound("conversation"))?;
     if c.status == Status::Closed || !conversations::close(&mut tx, &id, now).await? {
         return Err(ApiError::conflict(
             "conversation_closed",
@@ -471,14 +469,13 @@ pub async fn put_feedback(
     let now = st.now();
     let mut tx = st.store.begin().await?;
     let phi = cipher!(st, p, tx, now);
-    let m = match conversations::message(&mut tx, &phi, &message_id).await {
-        Ok(Some(m)) => m,
-        Ok(None) => return Err(ApiError::NotFound("message")),
-        Err(e) => {
-            drop(tx);
-            return Err(phi_fault(&st, &p, e).await);
-        }
-    };
+    let m = phi_read!(
+        st,
+        p,
+        tx,
+        conversations::message(&mut tx, &phi, &message_id).await
+    )
+    .ok_or(ApiError::NotFound("message"))?;
     if m.kind != MessageKind::Answer {
         return Err(ApiError::invalid(
             "not_an_answer",
@@ -670,13 +667,12 @@ pub async fn list_notes(
     let now = st.now();
     let mut tx = st.store.begin().await?;
     let phi = cipher!(st, p, tx, now);
-    let found = match conversations::notes(&mut tx, &phi, &patient_id, limit).await {
-        Ok(found) => found,
-        Err(e) => {
-            drop(tx);
-            return Err(phi_fault(&st, &p, e).await);
-        }
-    };
+    let found = phi_read!(
+        st,
+        p,
+        tx,
+        conversations::notes(&mut tx, &phi, &patient_id, limit).await
+    );
     append_in(
         &st,
         &mut tx,
@@ -814,14 +810,8 @@ pub async fn ask(
         let history = conversations::messages(&mut tx, &phi, &id).await?;
         Ok::<_, StoreError>((patient, notes, history))
     };
-    let (patient, notes, history) = match loaded.await {
-        Ok((Some(pt), n, h)) => (pt, n, h),
-        Ok((None, _, _)) => return Err(ApiError::NotFound("patient")),
-        Err(e) => {
-            drop(tx);
-            return Err(phi_fault(&st, &p, e).await);
-        }
-    };
+    let (patient, notes, history) = phi_read!(st, p, tx, loaded.await);
+    let patient = patient.ok_or(ApiError::NotFound("patient"))?;
 
     // The patient context, then de-identification of everything model-bound.
     let d = &patient.demographics;

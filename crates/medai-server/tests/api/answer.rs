@@ -4,7 +4,7 @@
 //! not contain are masked and counted, the answer is stored with its provenance and audited,
 //! and model failures map to the documented statuses.
 
-use crate::common::{error_code, setups, test_config, TestApp};
+use crate::common::{error_code, metric, setups, test_config, TestApp};
 use axum::extract::State;
 use axum::routing::post;
 use medai_core::Role;
@@ -130,13 +130,6 @@ fn events(body: &str) -> Vec<(String, Value)> {
             Some((name?, serde_json::from_str(&data).unwrap()))
         })
         .collect()
-}
-
-fn metric(metrics: &str, name_and_labels: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name_and_labels} ")))
-        .map(|v| v.trim().parse().unwrap())
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! (validation, replacement, safety overrides, per-model metrics), clinical notes, encryption
 //! at rest of every text, and re-encryption after a key rotation.
 
-use crate::common::{error_code, setups, TestApp};
+use crate::common::{error_code, metric, setups, TestApp};
 use medai_core::Role;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -23,13 +23,6 @@ fn contains(hay: &[u8], needle: &str) -> bool {
 
 fn detail_of(e: &medai_store::audit::StoredEvent) -> Value {
     serde_json::from_str(e.event.detail.as_deref().unwrap_or("{}")).unwrap()
-}
-
-fn metric(metrics: &str, name_and_labels: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name_and_labels} ")))
-        .map(|v| v.trim().parse().unwrap())
 }
 
 #[tokio::test]

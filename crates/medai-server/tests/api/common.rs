@@ -379,6 +379,14 @@ impl TestApp {
     }
 }
 
+/// The value of one sample (`name{labels}`) in a Prometheus text exposition.
+pub fn metric(metrics: &str, name_and_labels: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name_and_labels} ")))
+        .map(|v| v.trim().parse().unwrap())
+}
+
 pub const PASSWORD: &str = "correct horse battery staple";
 
 pub struct Actor {
