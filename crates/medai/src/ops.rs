@@ -85,29 +85,35 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         print_setup(url);
     }
     let state = bootstrap::state(cfg, prepared, clock).await?;
-    medai_server::serve::run_until(state, shutdown_signal()).await?;
+    let shutdown = shutdown_signal()?;
+    medai_server::serve::run_until(state, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not when the
+/// future is first polled: a signal that arrives right after "medai serving" is logged must still
+/// mean a graceful shutdown, not the default action (an immediate kill).
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term =
+            signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+        let mut int =
+            signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+        })
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
 
