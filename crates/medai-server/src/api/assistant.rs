@@ -723,17 +723,26 @@ fn model_error(e: &medai_llm::LlmError) -> ApiError {
     }
 }
 
-/// Whether `text` contains `value` as a whole word, ignoring case.
-fn contains_word(text: &str, value: &str) -> bool {
-    let (text, value) = (text.to_lowercase(), value.to_lowercase());
-    if value.is_empty() {
-        return false;
+/// Byte ranges where `value` occurs in `text` as a whole word, ignoring ASCII case.
+fn word_occurrences(text: &str, value: &str) -> Vec<(usize, usize)> {
+    let value = value.trim();
+    if value.is_empty() || value.len() > text.len() {
+        return Vec::new();
     }
-    text.match_indices(&value).any(|(i, m)| {
-        let before = text[..i].chars().next_back();
-        let after = text[i + m.len()..].chars().next();
-        !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
-    })
+    let (hay, needle) = (text.to_ascii_lowercase(), value.to_ascii_lowercase());
+    hay.match_indices(&needle)
+        .filter(|(i, m)| {
+            let before = hay[..*i].chars().next_back();
+            let after = hay[i + m.len()..].chars().next();
+            !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
+        })
+        .map(|(i, m)| (i, i + m.len()))
+        .collect()
+}
+
+/// Whether `text` contains `value` as a whole word, ignoring ASCII case.
+fn contains_word(text: &str, value: &str) -> bool {
+    !word_occurrences(text, value).is_empty()
 }
 
 /// Where the re-identified text may be cut for the output check: after the last line break or
@@ -842,13 +851,35 @@ pub async fn ask(
         d.mrn.clone(),
         dob.clone(),
     ];
+    // The record's own identifiers are replaced wherever they occur as words, whether or not
+    // the detector recognises them (a given name such as "Will" or "Test" is also a word).
+    let own: Vec<(String, medai_phi::PhiType)> = vec![
+        (d.given_name.clone(), medai_phi::PhiType::Name),
+        (d.family_name.clone(), medai_phi::PhiType::Name),
+        (d.mrn.clone(), medai_phi::PhiType::MedicalRecordNumber),
+        (dob.clone(), medai_phi::PhiType::Date),
+    ];
     let mut deid = |text: &str, counts: &mut std::collections::BTreeMap<&'static str, u64>| {
-        for s in detector.detect(text) {
+        let mut spans = detector.detect(text);
+        for s in &spans {
             if let Some(v) = text.get(s.start..s.end) {
                 known.push(v.to_owned());
             }
         }
-        let out = vault.deidentify(detector, text);
+        for (value, phi_type) in &own {
+            for (start, end) in word_occurrences(text, value) {
+                if !spans.iter().any(|s| s.start < end && start < s.end) {
+                    spans.push(medai_phi::Span {
+                        start,
+                        end,
+                        phi_type: *phi_type,
+                        confidence: 1.0,
+                    });
+                }
+            }
+        }
+        spans.sort_by_key(|s| s.start);
+        let out = vault.deidentify_spans(text, &spans);
         for s in &out.spans {
             *counts.entry(s.phi_type.as_str()).or_default() += 1;
         }

@@ -20,12 +20,25 @@ enum Mode {
     Leak,
     /// Fails with 503.
     Down,
+    /// Streams a sentence every 50 ms for 10 s; notes when its connection is dropped.
+    Slow,
+}
+
+/// Sets its flag when dropped: the upstream response body is dropped when the connection
+/// closes.
+struct Closed(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Closed {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 #[derive(Clone)]
 struct Upstream {
     seen: Arc<Mutex<Vec<Value>>>,
     mode: Arc<Mutex<Mode>>,
+    closed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn chunk(content: &str) -> String {
@@ -49,6 +62,22 @@ async fn completions(
         )
             .into_response();
     }
+    if mode == Mode::Slow {
+        let guard = Closed(Arc::clone(&up.closed));
+        let body = futures_util::stream::unfold((0u32, guard), |(n, guard)| async move {
+            if n >= 200 {
+                return None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            let bytes = axum::body::Bytes::from(chunk("Still thinking. "));
+            Some((Ok::<_, std::convert::Infallible>(bytes), (n + 1, guard)))
+        });
+        return (
+            [(axum::http::header::CONTENT_TYPE, "text/event-stream")],
+            axum::body::Body::from_stream(body),
+        )
+            .into_response();
+    }
     let system = req["messages"][0]["content"].as_str().unwrap().to_owned();
     let name = system
         .lines()
@@ -69,7 +98,7 @@ async fn completions(
                 out.push_str(&chunk(piece));
             }
         }
-        Mode::Leak | Mode::Down => {
+        Mode::Leak | Mode::Down | Mode::Slow => {
             for piece in ["Her SSN is 123-45-6789. ", "Review ", a, b, "."] {
                 out.push_str(&chunk(piece));
             }
@@ -92,6 +121,7 @@ async fn upstream() -> (Upstream, String) {
     let up = Upstream {
         seen: Arc::default(),
         mode: Arc::new(Mutex::new(Mode::Echo)),
+        closed: Arc::default(),
     };
     let app = axum::Router::new()
         .route("/v1/chat/completions", post(completions))
@@ -367,5 +397,77 @@ async fn without_a_configured_model_the_assistant_says_so() {
             (StatusCode::SERVICE_UNAVAILABLE, "no_model"),
             "{kind:?}"
         );
+    }
+}
+
+#[tokio::test]
+async fn a_clinician_who_goes_away_cancels_the_model_call_and_nothing_is_stored() {
+    for (kind, sessions) in setups() {
+        let (up, endpoint) = upstream().await;
+        *up.mode.lock().unwrap() = Mode::Slow;
+        let mut config = test_config();
+        config.llm = Some(llm_config(&endpoint));
+        let app = TestApp::start_with(kind, sessions, config).await;
+        let admin = app.admin().await;
+        let team = app.care_team(&admin, "cardiology").await;
+        let doc = app.user(&admin, "doc", Role::Clinician, &[&team]).await;
+        let pid = app.patient(&doc, "MRN-2", "Quimby", None).await;
+        let cid = app.conversation(&doc, &pid, "Long answer").await;
+        let mut r = doc
+            .client
+            .post(app.url(&format!("/api/v1/conversations/{cid}/messages")))
+            .json(&json!({"text": "Summarise the plan."}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{kind:?}");
+        let first = r.chunk().await.unwrap().unwrap();
+        assert!(
+            String::from_utf8_lossy(&first).contains("delta"),
+            "{kind:?}"
+        );
+        drop(r);
+        // The upstream connection closes well before the 10 s answer would end.
+        let mut closed = false;
+        for _ in 0..100 {
+            if up.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                closed = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(closed, "{kind:?}: the upstream call was not cancelled");
+        // "Test Quimby" is no dictionary name: the record's own values are replaced anyway.
+        let seen = serde_json::to_string(&*up.seen.lock().unwrap()).unwrap();
+        for phi in ["Quimby", "MRN-2", "Patient name: Test"] {
+            assert!(!seen.contains(phi), "{kind:?}: {phi} reached the model");
+        }
+        // The failure is audited once the task has finished; no answer is stored.
+        let mut failures = Vec::new();
+        for _ in 0..100 {
+            failures = app.audit("assistant.answer").await;
+            if !failures.is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(failures.len(), 1, "{kind:?}");
+        assert_eq!(
+            failures[0].event.outcome,
+            medai_core::audit::Outcome::Failure
+        );
+        assert!(failures[0]
+            .event
+            .detail
+            .as_deref()
+            .unwrap_or("")
+            .contains("client_disconnected"));
+        let mut c = app.state.store.pool().acquire().await.unwrap();
+        let (answers,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM conversation_messages WHERE kind = 'answer'")
+                .fetch_one(&mut *c)
+                .await
+                .unwrap();
+        assert_eq!(answers, 0, "{kind:?}");
     }
 }
