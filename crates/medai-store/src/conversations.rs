@@ -565,8 +565,9 @@ struct FeedbackRow {
     updated_at: i64,
 }
 
-const FEEDBACK_COLUMNS: &str = "message_id, user_id, helpful, verdict, comment_enc, model_id, \
-     model_version, created_at, updated_at";
+/// The feedback columns, qualified by the alias `f` of `answer_feedback`.
+const FEEDBACK_COLUMNS: &str = "f.message_id, f.user_id, f.helpful, f.verdict, f.comment_enc, \
+     f.model_id, f.model_version, f.created_at, f.updated_at";
 
 /// The comment's row id: feedback is keyed by (answer, user), so the sealed comment is bound to
 /// both.
@@ -689,16 +690,18 @@ pub async fn set_feedback(
     ))
 }
 
-/// All feedback on an answer.
-pub async fn feedback_on(
+/// All feedback on the answers of a conversation, in one query (ordered by answer, then user).
+pub async fn feedback_in(
     conn: &mut AnyConnection,
     phi: &PhiCipher,
-    message_id: &str,
+    conversation_id: &str,
 ) -> Result<Vec<Feedback>, StoreError> {
     let rows: Vec<FeedbackRow> = sqlx::query_as(&format!(
-        "SELECT {FEEDBACK_COLUMNS} FROM answer_feedback WHERE message_id = $1 ORDER BY user_id"
+        "SELECT {FEEDBACK_COLUMNS} FROM answer_feedback f \
+         JOIN conversation_messages m ON m.id = f.message_id \
+         WHERE m.conversation_id = $1 ORDER BY f.message_id, f.user_id"
     ))
-    .bind(message_id)
+    .bind(conversation_id)
     .fetch_all(&mut *conn)
     .await?;
     rows.into_iter().map(|r| r.open(phi)).collect()

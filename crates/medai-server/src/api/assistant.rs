@@ -332,15 +332,15 @@ pub async fn get_conversation(
     let read = async {
         let c = conversations::get(&mut tx, &phi, &id).await?;
         let msgs = conversations::messages(&mut tx, &phi, &id).await?;
-        let mut out = Vec::with_capacity(msgs.len());
-        for m in msgs {
-            let fb = if m.kind == MessageKind::Answer {
-                conversations::feedback_on(&mut tx, &phi, &m.id).await?
-            } else {
-                Vec::new()
-            };
-            out.push(MessageOut::new(m, fb));
-        }
+        let mut feedback = conversations::feedback_in(&mut tx, &phi, &id).await?;
+        let out: Vec<MessageOut> = msgs
+            .into_iter()
+            .map(|m| {
+                let (mine, rest) = feedback.drain(..).partition(|f| f.message_id == m.id);
+                feedback = rest;
+                MessageOut::new(m, mine)
+            })
+            .collect();
         Ok::<_, StoreError>((c, out))
     };
     let (c, messages) = phi_read!(st, p, tx, read.await);

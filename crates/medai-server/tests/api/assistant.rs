@@ -479,7 +479,7 @@ async fn rotation_and_reencryption_cover_the_assistant_tables() {
             .await
             .unwrap();
         assert_eq!(m[0].body, "Old answer.");
-        let f = medai_store::conversations::feedback_on(&mut c, &phi, &answer)
+        let f = medai_store::conversations::feedback_in(&mut c, &phi, &cid)
             .await
             .unwrap();
         assert_eq!(f[0].comment.as_deref(), Some("fine"));
