@@ -148,6 +148,8 @@ impl RuleSet {
         let sentences = doc.toks.last().map_or(0, |t| t.sentence as usize + 1);
         let mut education = vec![false; sentences];
         let mut patient = vec![false; sentences];
+        // the first sentence of an exam question, simulation script or vignette
+        let mut scenario_from: Option<usize> = None;
         for f in found {
             match f.tag {
                 Tag::Cue(Cue::Pseudo) => pseudo[f.start..f.end].iter_mut().for_each(|p| *p = true),
@@ -155,6 +157,10 @@ impl RuleSet {
                 Tag::Cue(Cue::Education) => education[doc.toks[f.start].sentence as usize] = true,
                 Tag::Cue(Cue::PatientSpecific) => {
                     patient[doc.toks[f.start].sentence as usize] = true;
+                }
+                Tag::Cue(Cue::Scenario) => {
+                    let s = doc.toks[f.start].sentence as usize;
+                    scenario_from = Some(scenario_from.map_or(s, |from| from.min(s)));
                 }
                 _ => {}
             }
@@ -188,12 +194,16 @@ impl RuleSet {
                         HYPOTHETICAL,
                     );
                 }
-                Cue::Pseudo | Cue::Education | Cue::PatientSpecific | Cue::Terminator => {}
+                Cue::Pseudo
+                | Cue::Education
+                | Cue::Scenario
+                | Cue::PatientSpecific
+                | Cue::Terminator => {}
             }
         }
         for (i, t) in doc.toks.iter().enumerate() {
             let s = t.sentence as usize;
-            if education[s] && !patient[s] {
+            if education[s] && !patient[s] || scenario_from.is_some_and(|from| s >= from) {
                 flags[i] |= EDUCATION;
             }
         }

@@ -22,11 +22,17 @@ pub(crate) enum Feature {
     InfantUnder3Months,
     /// A pregnancy of at most 14 weeks ("7 weeks pregnant", "GA 6 wks", "6/40").
     EarlyPregnancy,
+    /// Lactate ≥ 2 mmol/L ("lactate 4.1", "lac 3.2", "lactate of 18 mg/dL").
+    HighLactate,
+    /// A troponin that rises by half or more between two values ("trop 0.04 -> 0.31").
+    TroponinRise,
+    /// Neutrophils < 1.0 × 10⁹/L (or < 1000 per µL): "neutrophils 0.3", "ANC 400".
+    Neutropenia,
 }
 
 impl Feature {
     /// Every feature with its name in the rule file.
-    pub const ALL: [(Feature, &'static str); 7] = [
+    pub const ALL: [(Feature, &'static str); 10] = [
         (Feature::FeverTemp, "@fever_temp"),
         (Feature::HypotensionBp, "@hypotension_bp"),
         (Feature::TachycardiaHr, "@tachycardia_hr"),
@@ -34,6 +40,9 @@ impl Feature {
         (Feature::HypoxiaSpo2, "@hypoxia_spo2"),
         (Feature::InfantUnder3Months, "@infant_under_3_months"),
         (Feature::EarlyPregnancy, "@early_pregnancy"),
+        (Feature::HighLactate, "@high_lactate"),
+        (Feature::TroponinRise, "@troponin_rise"),
+        (Feature::Neutropenia, "@neutropenia"),
     ];
 
     /// The feature named `name` (with its `@`).
@@ -54,6 +63,7 @@ fn cue_before(doc: &Doc, i: usize, back: usize, cues: &[&str]) -> bool {
 }
 
 const TEMP_CUES: &[&str] = &[
+    "thermometer",
     "t",
     "temp",
     "temperature",
@@ -102,6 +112,35 @@ const SPO2_CUES: &[&str] = &[
     "ox",
     "sao2",
 ];
+const LACTATE_CUES: &[&str] = &["lactate", "lac", "lactic", "vbg lactate", "lact"];
+const TROPONIN_CUES: &[&str] = &[
+    "troponin",
+    "trop",
+    "trops",
+    "tni",
+    "tnt",
+    "hstni",
+    "hstnt",
+    "hstrop",
+    "troponins",
+];
+const NEUTROPHIL_CUES: &[&str] = &["neutrophils", "neuts", "anc", "neutrophil", "neut"];
+/// Words after a number that make it something other than a temperature.
+const NOT_TEMP_UNITS: &[&str] = &[
+    "kg", "g", "mg", "mcg", "ml", "l", "mmol", "cm", "mm", "lb", "lbs", "hrs", "hours", "years",
+    "yrs", "weeks", "wks", "days", "bpm", "kgs", "units", "iu",
+];
+/// Words before an age that say it is the patient's age ("infant 7 weeks", "baby girl, 5 wks").
+const AGE_CUES_BEFORE: &[&str] = &[
+    "infant", "baby", "neonate", "newborn", "boy", "girl", "son", "daughter", "aged", "age",
+];
+
+/// Animals: "10 week old kitten" is not an infant.
+const ANIMALS: &[&str] = &[
+    "kitten", "kittens", "puppy", "puppies", "pup", "cat", "dog", "foal", "calf", "lamb", "piglet",
+    "rabbit", "bunny", "hamster", "kitty", "guinea",
+];
+
 const AGE_NOUNS: &[&str] = &[
     "old", "o", "infant", "baby", "boy", "girl", "son", "daughter", "neonate", "male", "female",
     "m", "f",
@@ -139,7 +178,9 @@ pub(crate) fn find(doc: &Doc) -> Vec<(usize, Feature)> {
         };
         let celsius = matches!(unit_t, "c" | "degc" | "celsius");
         let fahrenheit = matches!(unit_t, "f" | "degf" | "fahrenheit");
-        let temp_context = cue_before(doc, i, 3, TEMP_CUES);
+        let temp_context = cue_before(doc, i, 5, TEMP_CUES)
+            && !NOT_TEMP_UNITS.contains(&unit_t)
+            && !NOT_TEMP_UNITS.contains(&unit);
         if (celsius || temp_context && !fahrenheit) && (38.0..=43.5).contains(&value)
             || (fahrenheit || temp_context && !celsius) && (100.4..=110.0).contains(&value)
         {
@@ -199,11 +240,30 @@ pub(crate) fn find(doc: &Doc) -> Vec<(usize, Feature)> {
             let days = value * days_per;
             let aged = (same_sentence(after) && AGE_NOUNS.contains(&doc.word(after)))
                 || cue_before(doc, i, 1, &["aged", "age"])
+                || cue_before(doc, i, 2, AGE_CUES_BEFORE)
                 || (doc.word(after) == "of"
                     && matches!(doc.word(after + 1), "age" | "life")
                     && same_sentence(after + 1));
-            if aged && days < 90.0 {
+            let animal = (after..after + 2).any(|j| ANIMALS.contains(&doc.word(j)));
+            let born_ago = cue_before(doc, i, 2, &["born"]) && doc.word(after) == "ago";
+            if (aged || born_ago) && days < 90.0 && !animal {
                 out.push((i, Feature::InfantUnder3Months));
+            }
+        }
+        // "6/52 old", "2/12 infant": weeks or months written as a fraction, next to an age word
+        if unit.is_empty() && doc.toks.get(i + 1).is_some_and(|t| t.slash_before) {
+            let days_per = match next {
+                "52" => Some(7.0),
+                "12" => Some(30.4),
+                _ => None,
+            };
+            if let Some(days_per) = days_per {
+                let aged = (same_sentence(i + 2) && AGE_NOUNS.contains(&doc.word(i + 2)))
+                    || cue_before(doc, i, 2, AGE_CUES_BEFORE);
+                let animal = (i + 2..i + 4).any(|j| ANIMALS.contains(&doc.word(j)));
+                if aged && !animal && value >= 0.0 && value * days_per < 90.0 {
+                    out.push((i, Feature::InfantUnder3Months));
+                }
             }
         }
         if unit.is_empty() && value < 90.0 && cue_before(doc, i, 1, &["dol"]) {
@@ -226,6 +286,36 @@ pub(crate) fn find(doc: &Doc) -> Vec<(usize, Feature)> {
             if after_ok || before_ok {
                 out.push((i, Feature::EarlyPregnancy));
             }
+        }
+        // lactate ≥ 2 mmol/L, or ≥ 18 mg/dL when the unit says so
+        if cue_before(doc, i, 3, LACTATE_CUES) && diastolic.is_none() {
+            let mg_dl = unit == "mg" || next == "mg";
+            let high = if mg_dl {
+                (18.0..300.0).contains(&value)
+            } else {
+                (2.0..30.0).contains(&value) && (unit.is_empty() || unit == "mmol")
+            };
+            if high {
+                out.push((i, Feature::HighLactate));
+            }
+        }
+        // a troponin that rises: "trop 0.04 -> 0.31", "troponin 45 then 310"
+        if cue_before(doc, i, 3, TROPONIN_CUES) && unit.is_empty() {
+            let later = (i + 1..(i + 4).min(doc.toks.len()))
+                .filter(|&j| same_sentence(j))
+                .find_map(|j| number(doc.word(j)).filter(|(_, u)| u.is_empty()));
+            if let Some((second, _)) = later {
+                if value > 0.0 && second >= value * 1.5 {
+                    out.push((i, Feature::TroponinRise));
+                }
+            }
+        }
+        // neutropenia: "neutrophils 0.3", "ANC 400"
+        if cue_before(doc, i, 2, NEUTROPHIL_CUES)
+            && unit.is_empty()
+            && (value < 1.0 || (10.0..1000.0).contains(&value) && value.fract() == 0.0)
+        {
+            out.push((i, Feature::Neutropenia));
         }
         if unit.is_empty()
             && next == "40"
@@ -265,6 +355,8 @@ mod tests {
             "temp 99.5F",
             "38.5 kg",
             "on day 38",
+            "temp normal, weight 39.5 kg",
+            "fever for 39 hours",
         ] {
             assert!(features(t).is_empty(), "{t}");
         }
@@ -297,16 +389,56 @@ mod tests {
             "aged 5 weeks",
             "DOL 12",
             "6wk old",
+            "Infant 7 weeks",
+            "Baby girl, 5 weeks",
+            "6/52 old",
+            "2/12 old",
+            "11/52 infant",
+            "born 7 weeks ago",
         ] {
             assert_eq!(features(t), [Feature::InfantUnder3Months], "{t}");
         }
         for t in [
             "4 month old",
+            "10 week old kitten",
+            "seen 2/12",
+            "4/12 old",
             "3 months old",
             "fever for 2 days",
             "6 y/o",
             "14 wk old",
         ] {
+            assert!(features(t).is_empty(), "{t}");
+        }
+    }
+
+    #[test]
+    fn lactate_troponin_neutrophils() {
+        for t in [
+            "lactate 4.1",
+            "lac 3.2",
+            "lactate of 2.5",
+            "lactate 22 mg/dL",
+        ] {
+            assert_eq!(features(t), [Feature::HighLactate], "{t}");
+        }
+        for t in ["lactate 1.1", "lactate 12 mg/dL", "lactate pending"] {
+            assert!(features(t).is_empty(), "{t}");
+        }
+        for t in [
+            "Troponin 0.04 -> 0.31 at 3h",
+            "trop 45 then 310",
+            "hs trop 12 -> 88",
+        ] {
+            assert!(features(t).contains(&Feature::TroponinRise), "{t}");
+        }
+        for t in ["troponin 0.01 -> 0.01", "trop 310 -> 45", "troponin 14"] {
+            assert!(!features(t).contains(&Feature::TroponinRise), "{t}");
+        }
+        for t in ["neutrophils 0.3", "ANC 400", "neuts 0.8"] {
+            assert_eq!(features(t), [Feature::Neutropenia], "{t}");
+        }
+        for t in ["neutrophils 4.5", "ANC 2400", "neutrophils 1.5"] {
             assert!(features(t).is_empty(), "{t}");
         }
     }

@@ -103,6 +103,7 @@ pub(crate) enum Cue {
     HistoryPost,
     Hypothetical,
     Education,
+    Scenario,
     PatientSpecific,
     Terminator,
 }

@@ -78,6 +78,10 @@ struct CuesDef {
     history_post: Vec<String>,
     hypothetical: Vec<String>,
     education: Vec<String>,
+    /// Exam questions, simulation scripts, case vignettes: everything from the cue on is
+    /// teaching material, whatever patient words it contains.
+    #[serde(default)]
+    scenario: Vec<String>,
     patient_specific: Vec<String>,
     terminators: Vec<String>,
 }
@@ -260,6 +264,10 @@ fn compile(file: FileDef) -> Result<RuleSet, RuleError> {
         history: window("history_window", cues.history_window)?,
         hypothetical: window("hypothetical_window", cues.hypothetical_window)?,
     };
+    for p in &cues.scenario {
+        let words = parse_phrase(p).map_err(|e| invalid("(cues)", "scenario", e))?;
+        lexicon.add(words, Tag::Cue(Cue::Scenario));
+    }
     let lists: [(&str, &Vec<String>, Cue); 10] = [
         ("negation_pre", &cues.negation_pre, Cue::NegationPre),
         ("negation_near", &cues.negation_near, Cue::NegationNear),

@@ -122,7 +122,7 @@ pub enum TriageCommand {
     /// TP/FP/FN/TN, sensitivity and specificity per rule and overall, and the misclassified
     /// ids. Exits non-zero when overall sensitivity or specificity is below the goal.
     #[command(
-        after_help = "Without --cases, scores the development cases built into medai.\n\nExample:\n  medai triage eval\n  medai triage eval --cases crates/medai-safety/data/triage-heldout.jsonl --min-sensitivity 0.90 --min-specificity 0.85"
+        after_help = "Without --cases, scores the development cases built into medai.\n\nExample:\n  medai triage eval\n  medai triage eval --cases crates/medai-safety/data/triage-heldout.jsonl --min-sensitivity 0.80 --min-specificity 0.90"
     )]
     Eval {
         /// A rule file to use instead of the built-in rule set.
