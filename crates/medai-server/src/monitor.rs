@@ -138,7 +138,11 @@ pub fn set_static(st: &AppState) {
                 medai_llm::CircuitState::HalfOpen => 1,
                 medai_llm::CircuitState::Open => 2,
             };
-            st.metrics.llm.circuit_state.get_or_create(&label).set(circuit);
+            st.metrics
+                .llm
+                .circuit_state
+                .get_or_create(&label)
+                .set(circuit);
             st.metrics
                 .llm
                 .queue_depth
