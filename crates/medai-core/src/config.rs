@@ -62,6 +62,42 @@ pub struct Config {
     /// Printed with every `api_key` masked.
     #[serde(serialize_with = "mask_secret_keys")]
     pub llm: Option<serde_json::Value>,
+    /// OpenTelemetry traces (`[telemetry]`); off unless an OTLP endpoint is configured.
+    pub telemetry: TelemetryConfig,
+}
+
+/// The `[telemetry]` section: where `medai serve` sends OpenTelemetry traces.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Base URL of an OTLP/HTTP collector (`http://otel-collector:4318`; spans are posted as
+    /// protobuf to `/v1/traces` under it), or the full traces URL ending in `/v1/traces`.
+    /// Unset: the standard `OTEL_EXPORTER_OTLP_ENDPOINT` is used if set, else no traces are
+    /// exported. Credentials do not belong in it (it is printed by `medai config check`).
+    pub otlp_endpoint: Option<String>,
+    /// The `service.name` resource attribute of every span (default `medai`).
+    pub service_name: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "medai".to_owned(),
+        }
+    }
+}
+
+impl TelemetryConfig {
+    /// The URL spans are posted to: `/v1/traces` is added to a base URL without a path.
+    pub fn traces_url(endpoint: &str) -> String {
+        let trimmed = endpoint.trim().trim_end_matches('/');
+        if trimmed.ends_with("/v1/traces") {
+            trimmed.to_owned()
+        } else {
+            format!("{trimmed}/v1/traces")
+        }
+    }
 }
 
 /// Which key provider wraps the PHI data keys.
@@ -245,6 +281,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             keys: KeysConfig::default(),
             llm: None,
+            telemetry: TelemetryConfig::default(),
         }
     }
 }
@@ -557,6 +594,33 @@ impl Config {
         }
         if self.data_dir.as_os_str().is_empty() {
             return Err(err("data_dir", "must not be empty"));
+        }
+        if let Some(e) = &self.telemetry.otlp_endpoint {
+            let rest = e
+                .strip_prefix("http://")
+                .or_else(|| e.strip_prefix("https://"));
+            if !rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'))
+                || e.contains(char::is_whitespace)
+                || e.contains('@')
+                || e.contains('?')
+            {
+                return Err(err(
+                    "telemetry.otlp_endpoint",
+                    "must be an http:// or https:// URL without credentials or query, e.g. http://otel-collector:4318",
+                ));
+            }
+        }
+        let name = &self.telemetry.service_name;
+        if name.is_empty()
+            || name.len() > 100
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return Err(err(
+                "telemetry.service_name",
+                "must be 1 to 100 characters of letters, digits, '.', '_' or '-'",
+            ));
         }
         self.validate_keys()
     }
