@@ -1035,7 +1035,12 @@ pub async fn ask(
         deidentified,
         escalations: rule_ids,
     };
-    tokio::spawn(stream_answer(job, stream, vault, events));
+    // The answer streams on after the handler returns: it stays in the request's span, so its
+    // log lines keep the trace id and the exported span covers the whole answer.
+    tokio::spawn(tracing::Instrument::instrument(
+        stream_answer(job, stream, vault, events),
+        tracing::Span::current(),
+    ));
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv()
             .await
