@@ -62,6 +62,42 @@ pub struct Config {
     /// Printed with every `api_key` masked.
     #[serde(serialize_with = "mask_secret_keys")]
     pub llm: Option<serde_json::Value>,
+    /// OpenTelemetry traces (`[telemetry]`); off unless an OTLP endpoint is configured.
+    pub telemetry: TelemetryConfig,
+}
+
+/// The `[telemetry]` section: where `medai serve` sends OpenTelemetry traces.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Base URL of an OTLP/HTTP collector (`http://otel-collector:4318`; spans are posted as
+    /// protobuf to `/v1/traces` under it), or the full traces URL ending in `/v1/traces`.
+    /// Unset: the standard `OTEL_EXPORTER_OTLP_ENDPOINT` is used if set, else no traces are
+    /// exported. Credentials do not belong in it (it is printed by `medai config check`).
+    pub otlp_endpoint: Option<String>,
+    /// The `service.name` resource attribute of every span (default `medai`).
+    pub service_name: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "medai".to_owned(),
+        }
+    }
+}
+
+impl TelemetryConfig {
+    /// The URL spans are posted to: `/v1/traces` is added to a base URL without a path.
+    pub fn traces_url(endpoint: &str) -> String {
+        let trimmed = endpoint.trim().trim_end_matches('/');
+        if trimmed.ends_with("/v1/traces") {
+            trimmed.to_owned()
+        } else {
+            format!("{trimmed}/v1/traces")
+        }
+    }
 }
 
 /// Which key provider wraps the PHI data keys.
@@ -94,7 +130,7 @@ impl KeyProviderKind {
 /// The `[keys]` section: which provider wraps the PHI data keys, and its settings. The local
 /// key file stays in use for TOTP seeds whatever the provider, and keeps unwrapping PHI keys it
 /// wrapped until `medai keys rewrap` moves them to the configured provider.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeysConfig {
     /// `local-file` (default), `aws-kms`, `gcp-kms` or `azure-key-vault`.
@@ -109,6 +145,24 @@ pub struct KeysConfig {
     pub gcp: Option<GcpKmsConfig>,
     /// Azure Key Vault settings (`provider = "azure-key-vault"`).
     pub azure: Option<AzureKeyVaultConfig>,
+    /// How long a key may stay in use before it is due for rotation (default 90 days, 1 day to
+    /// 10 years). Exported as `medai_key_rotation_period_seconds` for every key purpose, beside
+    /// `medai_key_age_seconds`, so an alert fires when a key is older than its period.
+    #[serde(with = "humantime_serde")]
+    pub rotation_period: Duration,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self {
+            provider: KeyProviderKind::default(),
+            timeout: None,
+            aws: None,
+            gcp: None,
+            azure: None,
+            rotation_period: Duration::from_secs(90 * 24 * 3600),
+        }
+    }
 }
 
 impl KeysConfig {
@@ -227,6 +281,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             keys: KeysConfig::default(),
             llm: None,
+            telemetry: TelemetryConfig::default(),
         }
     }
 }
@@ -540,11 +595,44 @@ impl Config {
         if self.data_dir.as_os_str().is_empty() {
             return Err(err("data_dir", "must not be empty"));
         }
+        if let Some(e) = &self.telemetry.otlp_endpoint {
+            let rest = e
+                .strip_prefix("http://")
+                .or_else(|| e.strip_prefix("https://"));
+            if !rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'))
+                || e.contains(char::is_whitespace)
+                || e.contains('@')
+                || e.contains('?')
+            {
+                return Err(err(
+                    "telemetry.otlp_endpoint",
+                    "must be an http:// or https:// URL without credentials or query, e.g. http://otel-collector:4318",
+                ));
+            }
+        }
+        let name = &self.telemetry.service_name;
+        if name.is_empty()
+            || name.len() > 100
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return Err(err(
+                "telemetry.service_name",
+                "must be 1 to 100 characters of letters, digits, '.', '_' or '-'",
+            ));
+        }
         self.validate_keys()
     }
 
     fn validate_keys(&self) -> Result<(), ConfigError> {
         let k = &self.keys;
+        within(
+            "keys.rotation_period",
+            k.rotation_period,
+            Duration::from_secs(24 * 3600),
+            Duration::from_secs(3650 * 24 * 3600),
+        )?;
         if let Some(t) = k.timeout {
             within(
                 "keys.timeout",

@@ -33,6 +33,16 @@ impl PhiCipher {
         self.ring.current_version()
     }
 
+    /// The data-key version new writes to `table` use; without any data key, the write fails
+    /// as an encryption failure (counted as such by the server).
+    pub fn write_version(&self, table: &'static str) -> Result<u32, StoreError> {
+        self.current_version().ok_or(StoreError::Encrypt {
+            table,
+            column: "key_version",
+            source: FieldError::MissingKeyVersion(0),
+        })
+    }
+
     /// Seals `plaintext` for `table.column` of row `row_id`.
     pub fn seal(
         &self,
@@ -48,10 +58,9 @@ impl PhiCipher {
         };
         self.ring
             .encrypt(&field, plaintext.as_bytes())
-            .map_err(|source| StoreError::Decrypt {
+            .map_err(|source| StoreError::Encrypt {
                 table,
                 column,
-                row_id: row_id.to_owned(),
                 source,
             })
     }
@@ -276,6 +285,16 @@ pub async fn status(
         });
     }
     Ok(out)
+}
+
+/// When the key in use for each purpose was created (Unix seconds): the newest data key
+/// (`data`) and the blind-index key (`blind-index`). One small query; for the key-age metric.
+pub async fn current_key_times(conn: &mut AnyConnection) -> Result<Vec<(String, i64)>, StoreError> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT purpose, MAX(created_at) FROM phi_keys GROUP BY purpose")
+            .fetch_all(conn)
+            .await?;
+    Ok(rows)
 }
 
 /// Patient rows still held in plaintext (written before encryption at rest).

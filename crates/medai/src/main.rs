@@ -8,6 +8,7 @@ mod config;
 mod healthcheck;
 mod ops;
 mod phi;
+mod telemetry;
 mod triage;
 
 use clap::Parser as _;

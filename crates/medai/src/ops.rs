@@ -22,9 +22,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         other => other,
     };
     let cfg = config::load(&cli.global)?;
-    init_logging(&cfg);
+    let traces = match command {
+        Command::Serve => crate::telemetry::tracer_provider(&cfg)?,
+        _ => None,
+    };
+    init_logging(&cfg, traces.as_ref());
     match command {
-        Command::Serve => serve(cfg).await,
+        Command::Serve => {
+            let result = serve(cfg).await;
+            if let Some(provider) = traces {
+                crate::telemetry::shutdown(provider).await;
+            }
+            result
+        }
         Command::Init { print_setup_url } => init(cfg, print_setup_url).await,
         Command::Migrate => migrate(cfg).await,
         Command::Config(ConfigCommand::Check) => config_check(&cfg),
@@ -47,19 +57,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn init_logging(cfg: &Config) {
+/// Logs on standard error (JSON or text), filtered by `MEDAI_LOG`; with a tracer provider, spans
+/// are also exported over OTLP. Inside a request every line carries the request's `trace_id`.
+fn init_logging(cfg: &Config, traces: Option<&opentelemetry_sdk::trace::SdkTracerProvider>) {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("MEDAI_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let otel = traces.map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("medai")));
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let _ = match cfg.log_format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
+        LogFormat::Json => registry
+            .with(fmt.json().flatten_event(true).with_current_span(true))
             .try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => registry.with(fmt).try_init(),
     };
 }
 

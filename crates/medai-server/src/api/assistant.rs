@@ -1035,7 +1035,12 @@ pub async fn ask(
         deidentified,
         escalations: rule_ids,
     };
-    tokio::spawn(stream_answer(job, stream, vault, events));
+    // The answer streams on after the handler returns: it stays in the request's span, so its
+    // log lines keep the trace id and the exported span covers the whole answer.
+    tokio::spawn(tracing::Instrument::instrument(
+        stream_answer(job, stream, vault, events),
+        tracing::Span::current(),
+    ));
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv()
             .await
@@ -1160,6 +1165,12 @@ async fn stream_answer(
         "escalations": job.escalations,
         "phi_masked": masked,
     });
+    if let (Some(id), Some(version)) = (
+        provenance["model"]["id"].as_str(),
+        provenance["model"]["version"].as_str(),
+    ) {
+        st.metrics.model_version_seen(id, version);
+    }
     let answer_id = new_id();
     let stored = async {
         let now = st.now();
@@ -1234,6 +1245,10 @@ async fn stream_answer(
                 .await;
         }
         Err(e) => {
+            if let ApiError::Encrypt { reason, detail } = &e {
+                st.metrics.phi_encrypt_failure(reason);
+                tracing::error!(detail = %detail, "encrypting an answer failed");
+            }
             tracing::error!(code = e.code(), error = %e, "storing an answer failed");
             let _ = events
                 .send(sse_event(
