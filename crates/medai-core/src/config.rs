@@ -94,7 +94,7 @@ impl KeyProviderKind {
 /// The `[keys]` section: which provider wraps the PHI data keys, and its settings. The local
 /// key file stays in use for TOTP seeds whatever the provider, and keeps unwrapping PHI keys it
 /// wrapped until `medai keys rewrap` moves them to the configured provider.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeysConfig {
     /// `local-file` (default), `aws-kms`, `gcp-kms` or `azure-key-vault`.
@@ -109,6 +109,24 @@ pub struct KeysConfig {
     pub gcp: Option<GcpKmsConfig>,
     /// Azure Key Vault settings (`provider = "azure-key-vault"`).
     pub azure: Option<AzureKeyVaultConfig>,
+    /// How long a key may stay in use before it is due for rotation (default 90 days, 1 day to
+    /// 10 years). Exported as `medai_key_rotation_period_seconds` for every key purpose, beside
+    /// `medai_key_age_seconds`, so an alert fires when a key is older than its period.
+    #[serde(with = "humantime_serde")]
+    pub rotation_period: Duration,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self {
+            provider: KeyProviderKind::default(),
+            timeout: None,
+            aws: None,
+            gcp: None,
+            azure: None,
+            rotation_period: Duration::from_secs(90 * 24 * 3600),
+        }
+    }
 }
 
 impl KeysConfig {
@@ -545,6 +563,12 @@ impl Config {
 
     fn validate_keys(&self) -> Result<(), ConfigError> {
         let k = &self.keys;
+        within(
+            "keys.rotation_period",
+            k.rotation_period,
+            Duration::from_secs(24 * 3600),
+            Duration::from_secs(3650 * 24 * 3600),
+        )?;
         if let Some(t) = k.timeout {
             within(
                 "keys.timeout",

@@ -18,6 +18,14 @@ pub struct LlmConfig {
     pub default_model: String,
     /// The models, each with its own endpoint, limits and breaker.
     pub models: Vec<ModelConfig>,
+    /// Seconds between the server's background health probes of every model (the probe behind
+    /// `medai model list`), which set `medai_llm_upstream_up`; 1 to 3600, default 30.
+    #[serde(default = "default_health_interval_secs")]
+    pub health_interval_secs: u64,
+}
+
+fn default_health_interval_secs() -> u64 {
+    30
 }
 
 /// One model.
@@ -312,6 +320,12 @@ impl LlmConfig {
     /// Checks every model and the references between them. Keys are reported under `llm.`.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |key: String, message: String| ConfigError { key, message };
+        if !(1..=3600).contains(&self.health_interval_secs) {
+            return Err(err(
+                "llm.health_interval_secs".into(),
+                "must be between 1 and 3600 seconds".into(),
+            ));
+        }
         if self.models.is_empty() {
             return Err(err(
                 "llm.models".into(),

@@ -27,6 +27,8 @@ pub struct Assistant {
     pub detector: Arc<Detector>,
     /// The safety triage rules.
     pub rules: Arc<RuleSet>,
+    /// How often the background probe checks every model (`llm.health_interval_secs`).
+    pub health_interval: std::time::Duration,
 }
 
 /// Why the assistant could not be configured.
@@ -46,10 +48,12 @@ impl Assistant {
         llm: Option<&serde_json::Value>,
         metrics: &LlmMetrics,
     ) -> Result<Self, AssistantError> {
+        let mut health_interval = std::time::Duration::from_secs(30);
         let registry = match llm {
             Some(v) => {
                 let cfg: LlmConfig = serde_json::from_value(v.clone())
                     .map_err(|e| AssistantError::Config(format!("llm: {e}")))?;
+                health_interval = std::time::Duration::from_secs(cfg.health_interval_secs);
                 let observer = Arc::new(PromObserver(metrics.clone()));
                 Some(Arc::new(
                     ModelRegistry::from_config(&cfg, observer)
@@ -63,6 +67,7 @@ impl Assistant {
             registry,
             detector: Arc::new(Detector::new()),
             rules: Arc::new(rules),
+            health_interval,
         })
     }
 }

@@ -272,7 +272,7 @@ pub fn state_with(
         },
     );
     let assistant = crate::assistant::Assistant::new(config.llm.as_ref(), &metrics.llm)?;
-    Ok(AppState::new(Shared {
+    let state = AppState::new(Shared {
         assistant,
         config,
         store,
@@ -284,5 +284,9 @@ pub fn state_with(
         clock,
         metrics,
         audit,
-    }))
+        source_failures: crate::monitor::SourceFailures::default(),
+    });
+    crate::monitor::set_static(&state);
+    crate::monitor::spawn_upstream_probe(&state);
+    Ok(state)
 }

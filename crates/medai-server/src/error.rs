@@ -102,7 +102,20 @@ pub enum ApiError {
     /// A bug or an unexpected failure; the string is logged, never returned.
     #[error("internal error")]
     Internal(String),
+    /// A PHI field could not be encrypted: a 500 like [`ApiError::Internal`], counted in
+    /// `medai_phi_encrypt_failures_total` by the request middleware.
+    #[error("internal error")]
+    Encrypt {
+        /// `no_data_key` or `cipher`.
+        reason: &'static str,
+        /// Logged, never returned (names the field, never the value).
+        detail: String,
+    },
 }
+
+/// Marks a response whose request failed to encrypt a PHI field (read by the middleware).
+#[derive(Debug, Clone, Copy)]
+pub struct EncryptFailure(pub &'static str);
 
 impl ApiError {
     /// 400 with a code and message.
@@ -160,7 +173,7 @@ impl ApiError {
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Model { status, .. } => *status,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Internal(_) | ApiError::Encrypt { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -180,14 +193,14 @@ impl ApiError {
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Unavailable(_) => "unavailable",
-            ApiError::Internal(_) => "internal",
+            ApiError::Internal(_) | ApiError::Encrypt { .. } => "internal",
         }
     }
 
     /// The message shown to the client (generic for 5xx).
     pub fn public_message(&self) -> String {
         match self {
-            ApiError::Internal(_) => "internal error".to_owned(),
+            ApiError::Internal(_) | ApiError::Encrypt { .. } => "internal error".to_owned(),
             ApiError::Unavailable(_) => "service unavailable".to_owned(),
             other => other.to_string(),
         }
@@ -216,7 +229,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         match &self {
-            ApiError::Internal(detail) | ApiError::Unavailable(detail) => {
+            ApiError::Internal(detail)
+            | ApiError::Unavailable(detail)
+            | ApiError::Encrypt { detail, .. } => {
                 tracing::error!(code = self.code(), detail = %detail, "request failed");
             }
             _ => {}
@@ -229,6 +244,9 @@ impl IntoResponse for ApiError {
             },
         };
         let mut resp = (status, axum::Json(body)).into_response();
+        if let ApiError::Encrypt { reason, .. } = &self {
+            resp.extensions_mut().insert(EncryptFailure(reason));
+        }
         let retry_after = match self {
             ApiError::TooManyRequests { retry_after, .. } => Some(retry_after),
             ApiError::Model { retry_after, .. } => retry_after,
@@ -247,6 +265,17 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(what) => ApiError::NotFound(what),
+            StoreError::Encrypt {
+                table,
+                column,
+                source,
+            } => ApiError::Encrypt {
+                reason: match source {
+                    medai_crypto::envelope::FieldError::MissingKeyVersion(_) => "no_data_key",
+                    _ => "cipher",
+                },
+                detail: format!("cannot encrypt {table}.{column}: {source}"),
+            },
             StoreError::Conflict(what) => {
                 ApiError::conflict("conflict", format!("{what} already exists"))
             }

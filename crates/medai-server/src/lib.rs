@@ -16,6 +16,7 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 mod middleware;
+pub mod monitor;
 pub mod serve;
 pub mod session;
 pub mod state;

@@ -112,11 +112,46 @@ pub struct LlmKindLabels {
     pub kind: String,
 }
 
+/// A dependency label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DependencyLabels {
+    /// `database` or `session_store` (Redis when `redis_url` is set, else in process).
+    pub dependency: String,
+}
+
+/// A key purpose label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PurposeLabels {
+    /// `phi-data`, `phi-blind-index` or `audit-signing`.
+    pub purpose: String,
+}
+
+/// Why sealing a PHI field failed.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EncryptLabels {
+    /// `no_data_key` (the key ring holds no data key) or `cipher` (the cipher refused).
+    pub reason: String,
+}
+
+/// A configuration digest label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DigestLabels {
+    /// First 16 hex digits of the SHA-256 of the effective configuration, secrets masked.
+    pub digest: String,
+}
+
+/// An administrative change label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// The kind of change (see `docs/metrics.md`).
+    pub kind: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
     Histogram::new([
-        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0, 30.0,
     ])
 }
 
@@ -159,6 +194,27 @@ pub struct Metrics {
     pub safety_escalations: Family<RuleLabels, Counter>,
     /// The model layer's metrics (shared with its observer).
     pub llm: LlmMetrics,
+    /// Signed-in sessions not idle (set at scrape time).
+    pub active_sessions: Gauge,
+    /// Seconds since the current key of each purpose was created (set at scrape time).
+    pub key_age: Family<PurposeLabels, Gauge>,
+    /// The configured rotation period of each key purpose, in seconds.
+    pub key_rotation_period: Family<PurposeLabels, Gauge>,
+    /// PHI fields that could not be sealed, by reason.
+    pub phi_encrypt_failures: Family<EncryptLabels, Counter>,
+    /// 1 when a dependency answered a bounded ping at the last scrape, else 0.
+    pub dependency_up: Family<DependencyLabels, Gauge>,
+    /// 1 when a model answered its last health probe, else 0 (background probe).
+    pub llm_upstream_up: Family<LlmLabels, Gauge>,
+    /// 1 for each model version that has answered since start.
+    pub model_version_info: Family<ModelLabels, Gauge>,
+    /// 1, labelled with the digest of the effective configuration.
+    pub config_info: Family<DigestLabels, Gauge>,
+    /// Administrative changes made through this server, by kind.
+    pub admin_changes: Family<KindLabels, Counter>,
+    /// Most failed logins from any one client address within the address throttle's window
+    /// (set at scrape time).
+    pub login_failures_max_per_source: Gauge,
 }
 
 /// Metrics of the model provider layer, labelled by configured model id only.
@@ -386,6 +442,66 @@ impl Metrics {
             "Identifier-shaped text in answers that was not in the re-identification map (masked), by model",
             llm.phi_leak_suspected.clone(),
         );
+        let active_sessions = Gauge::default();
+        registry.register(
+            "active_sessions",
+            "Signed-in sessions that are not idle (second factor done, used within the idle timeout)",
+            active_sessions.clone(),
+        );
+        let key_age = Family::<PurposeLabels, Gauge>::default();
+        registry.register(
+            "key_age_seconds",
+            "Seconds since the current key of each purpose was created",
+            key_age.clone(),
+        );
+        let key_rotation_period = Family::<PurposeLabels, Gauge>::default();
+        registry.register(
+            "key_rotation_period_seconds",
+            "Configured rotation period of each key purpose (keys.rotation_period)",
+            key_rotation_period.clone(),
+        );
+        let phi_encrypt_failures = Family::<EncryptLabels, Counter>::default();
+        registry.register(
+            "phi_encrypt_failures",
+            "PHI fields that could not be encrypted, by reason",
+            phi_encrypt_failures.clone(),
+        );
+        let dependency_up = Family::<DependencyLabels, Gauge>::default();
+        registry.register(
+            "dependency_up",
+            "1 if the dependency answered a ping (1 s timeout) at the last scrape, else 0",
+            dependency_up.clone(),
+        );
+        let llm_upstream_up = Family::<LlmLabels, Gauge>::default();
+        registry.register(
+            "llm_upstream_up",
+            "1 if the model answered its last background health probe, else 0",
+            llm_upstream_up.clone(),
+        );
+        let model_version_info = Family::<ModelLabels, Gauge>::default();
+        registry.register(
+            "model_version_info",
+            "1 for each model version that has answered since this instance started",
+            model_version_info.clone(),
+        );
+        let config_info = Family::<DigestLabels, Gauge>::default();
+        registry.register(
+            "config_info",
+            "Digest of the effective configuration (secrets masked); always 1",
+            config_info.clone(),
+        );
+        let admin_changes = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "admin_changes",
+            "Administrative changes made through this server, by kind",
+            admin_changes.clone(),
+        );
+        let login_failures_max_per_source = Gauge::default();
+        registry.register(
+            "login_failures_max_per_source",
+            "Most failed logins from any one client address within the address throttle window",
+            login_failures_max_per_source.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -413,7 +529,63 @@ impl Metrics {
             safety_overrides,
             safety_escalations,
             llm,
+            active_sessions,
+            key_age,
+            key_rotation_period,
+            phi_encrypt_failures,
+            dependency_up,
+            llm_upstream_up,
+            model_version_info,
+            config_info,
+            admin_changes,
+            login_failures_max_per_source,
         }
+    }
+
+    /// Counts an administrative change.
+    pub fn admin_change(&self, kind: &str) {
+        self.admin_changes
+            .get_or_create(&KindLabels {
+                kind: kind.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a PHI field that could not be sealed.
+    pub fn phi_encrypt_failure(&self, reason: &str) {
+        self.phi_encrypt_failures
+            .get_or_create(&EncryptLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Sets a dependency's up gauge.
+    pub fn set_dependency_up(&self, dependency: &str, up: bool) {
+        self.dependency_up
+            .get_or_create(&DependencyLabels {
+                dependency: dependency.to_owned(),
+            })
+            .set(i64::from(up));
+    }
+
+    /// Sets a model's upstream gauge.
+    pub fn set_upstream_up(&self, model: &str, up: bool) {
+        self.llm_upstream_up
+            .get_or_create(&LlmLabels {
+                model: model.to_owned(),
+            })
+            .set(i64::from(up));
+    }
+
+    /// Marks a model version as having answered.
+    pub fn model_version_seen(&self, model: &str, version: &str) {
+        self.model_version_info
+            .get_or_create(&ModelLabels {
+                model: model.to_owned(),
+                version: version.to_owned(),
+            })
+            .set(1);
     }
 
     /// Counts a login step.

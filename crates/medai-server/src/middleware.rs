@@ -2,7 +2,7 @@
 //! request, and security headers. Logs carry the route template, never the path's ids or the
 //! query string.
 
-use crate::error::{ApiError, REQUEST_ID};
+use crate::error::{ApiError, EncryptFailure, REQUEST_ID};
 use crate::metrics::HttpLabels;
 use crate::state::AppState;
 use axum::extract::{MatchedPath, Request, State};
@@ -31,6 +31,9 @@ pub async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Re
         .scope(request_id.clone(), next.run(req))
         .instrument(span)
         .await;
+    if let Some(EncryptFailure(reason)) = resp.extensions().get::<EncryptFailure>() {
+        st.metrics.phi_encrypt_failure(reason);
+    }
     let status = resp.status().as_u16();
     let elapsed = start.elapsed();
     let labels = HttpLabels {

@@ -142,6 +142,8 @@ pub async fn record_failure(
         .ephemeral
         .record_failure(&keys.1, now, auth.ip_throttle.retention_secs())
         .await?;
+    st.source_failures
+        .record(&keys.1, i.count, now, auth.ip_throttle.window.as_secs());
     let starts = [
         (auth.account_throttle.is_lockout_start(a.count), "account"),
         (auth.ip_throttle.is_lockout_start(i.count), "client_address"),

@@ -38,12 +38,19 @@ pub struct Shared {
     pub audit: crate::audit_log::AuditLog,
     /// The assistant: models, PHI detector and safety rules.
     pub assistant: crate::assistant::Assistant,
+    /// Failed logins per client address, for `medai_login_failures_max_per_source`.
+    pub source_failures: crate::monitor::SourceFailures,
 }
 
 impl AppState {
     /// Assembles the state.
     pub fn new(shared: Shared) -> Self {
         Self(Arc::new(shared))
+    }
+
+    /// A reference that does not keep the state alive (for background tasks).
+    pub fn downgrade(&self) -> std::sync::Weak<Shared> {
+        Arc::downgrade(&self.0)
     }
 
     /// Now, in Unix seconds, from the configured clock.

@@ -93,6 +93,16 @@ pub struct RedisStore {
     prefix: String,
 }
 
+/// The longest session lifetime the configuration allows (7 days).
+const MAX_SESSION_SECS: i64 = 7 * 24 * 3600;
+
+impl RedisStore {
+    /// The sorted set of signed-in session id hashes, scored by their last request.
+    fn active_index(&self) -> String {
+        format!("{}sessions:active", self.prefix)
+    }
+}
+
 fn lock_err() -> StoreError {
     StoreError::Corrupt("in-process session store lock poisoned".into())
 }
@@ -202,8 +212,52 @@ impl Ephemeral {
             Ephemeral::Memory(m) => m.put(key, value, now.saturating_add(ttl_secs as i64), now),
             Ephemeral::Redis(r) => {
                 let mut c = r.conn.clone();
-                let _: () = c.set_ex(key, value, ttl_secs.max(1)).await?;
+                let index = r.active_index();
+                let mut pipe = redis::pipe();
+                pipe.atomic()
+                    .set_ex(key, value, ttl_secs.max(1))
+                    .ignore()
+                    // Entries older than the longest session lifetime allowed cannot be alive.
+                    .zrembyscore(&index, "-inf", now.saturating_sub(MAX_SESSION_SECS))
+                    .ignore();
+                if s.mfa_pending {
+                    pipe.zrem(&index, id_hash).ignore();
+                } else {
+                    pipe.zadd(&index, id_hash, s.last_seen).ignore();
+                }
+                let _: () = pipe.query_async(&mut c).await?;
                 Ok(())
+            }
+        }
+    }
+
+    /// Signed-in sessions (second factor done) used within the last `idle_secs`: the
+    /// in-process store counts its records; Redis keeps a sorted set of session id hashes
+    /// scored by their last request, trimmed here, so counting costs two commands.
+    pub async fn active_sessions(&self, now: i64, idle_secs: u64) -> Result<u64, StoreError> {
+        let since = now.saturating_sub(idle_secs as i64);
+        match self {
+            Ephemeral::Memory(m) => {
+                let map = m.entries.lock().map_err(|_| lock_err())?;
+                let n = map
+                    .iter()
+                    .filter(|(k, (_, exp))| k.starts_with("session:") && *exp > now)
+                    .filter_map(|(_, (v, _))| serde_json::from_str::<SessionRecord>(v).ok())
+                    .filter(|r| !r.mfa_pending && r.last_seen > since)
+                    .count();
+                Ok(n as u64)
+            }
+            Ephemeral::Redis(r) => {
+                let mut c = r.conn.clone();
+                let index = r.active_index();
+                let (n,): (u64,) = redis::pipe()
+                    .atomic()
+                    .zrembyscore(&index, "-inf", format!("({since}"))
+                    .ignore()
+                    .zcard(&index)
+                    .query_async(&mut c)
+                    .await?;
+                Ok(n)
             }
         }
     }
@@ -236,7 +290,14 @@ impl Ephemeral {
             Ephemeral::Memory(m) => m.delete(&key),
             Ephemeral::Redis(r) => {
                 let mut c = r.conn.clone();
-                let _: () = c.del(key).await?;
+                let _: () = redis::pipe()
+                    .atomic()
+                    .del(key)
+                    .ignore()
+                    .zrem(r.active_index(), id_hash)
+                    .ignore()
+                    .query_async(&mut c)
+                    .await?;
                 Ok(())
             }
         }

@@ -37,6 +37,17 @@ pub enum StoreError {
         /// What failed.
         source: medai_crypto::envelope::FieldError,
     },
+    /// A PHI field could not be encrypted (no data key in the key ring, or the cipher refused);
+    /// names the field, never the value.
+    #[error("cannot encrypt {table}.{column}: {source}")]
+    Encrypt {
+        /// The table.
+        table: &'static str,
+        /// The column.
+        column: &'static str,
+        /// What failed.
+        source: medai_crypto::envelope::FieldError,
+    },
     /// A stored PHI key could not be unwrapped (or wrapped) by the key provider: the wrong key
     /// file, or a tampered key row.
     #[error("the key provider cannot unwrap the {purpose} key version {version}: {detail}")]

@@ -48,10 +48,9 @@ impl PhiCipher {
         };
         self.ring
             .encrypt(&field, plaintext.as_bytes())
-            .map_err(|source| StoreError::Decrypt {
+            .map_err(|source| StoreError::Encrypt {
                 table,
                 column,
-                row_id: row_id.to_owned(),
                 source,
             })
     }
@@ -276,6 +275,16 @@ pub async fn status(
         });
     }
     Ok(out)
+}
+
+/// When the key in use for each purpose was created (Unix seconds): the newest data key
+/// (`data`) and the blind-index key (`blind-index`). One small query; for the key-age metric.
+pub async fn current_key_times(conn: &mut AnyConnection) -> Result<Vec<(String, i64)>, StoreError> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT purpose, MAX(created_at) FROM phi_keys GROUP BY purpose")
+            .fetch_all(conn)
+            .await?;
+    Ok(rows)
 }
 
 /// Patient rows still held in plaintext (written before encryption at rest).

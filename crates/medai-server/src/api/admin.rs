@@ -93,6 +93,7 @@ pub async fn create_user(
     let created =
         accounts::create_user(&mut tx, &st.config, &base, &req.username, req.role, now).await?;
     tx.commit().await.map_err(StoreError::from)?;
+    st.metrics.admin_change("user_created");
     Ok((
         StatusCode::CREATED,
         axum::Json(CreatedUser {
@@ -122,6 +123,7 @@ pub async fn disable_user(
     )
     .await?;
     tx.commit().await.map_err(StoreError::from)?;
+    st.metrics.admin_change("user_disabled");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -153,6 +155,7 @@ pub async fn reset_mfa(
     )
     .await?;
     tx.commit().await.map_err(StoreError::from)?;
+    st.metrics.admin_change("mfa_reset");
     Ok(axum::Json(EnrolmentLink { enrolment_url: url }))
 }
 
@@ -237,6 +240,7 @@ pub async fn create_care_team(
     )
     .await?;
     tx.commit().await.map_err(StoreError::from)?;
+    st.metrics.admin_change("care_team_created");
     Ok((
         StatusCode::CREATED,
         axum::Json(CareTeamOut {
@@ -292,6 +296,11 @@ async fn change_membership(
     )
     .await?;
     tx.commit().await.map_err(StoreError::from)?;
+    st.metrics.admin_change(if add {
+        "care_team_member_added"
+    } else {
+        "care_team_member_removed"
+    });
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -411,6 +420,7 @@ pub async fn create_token(
     )
     .await?;
     tx.commit().await.map_err(StoreError::from)?;
+    st.metrics.admin_change("token_created");
     Ok((
         StatusCode::CREATED,
         axum::Json(CreatedToken {
@@ -440,5 +450,6 @@ pub async fn revoke_token(
     )
     .await?;
     tx.commit().await.map_err(StoreError::from)?;
+    st.metrics.admin_change("token_revoked");
     Ok(StatusCode::NO_CONTENT)
 }

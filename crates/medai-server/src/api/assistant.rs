@@ -1160,6 +1160,12 @@ async fn stream_answer(
         "escalations": job.escalations,
         "phi_masked": masked,
     });
+    if let (Some(id), Some(version)) = (
+        provenance["model"]["id"].as_str(),
+        provenance["model"]["version"].as_str(),
+    ) {
+        st.metrics.model_version_seen(id, version);
+    }
     let answer_id = new_id();
     let stored = async {
         let now = st.now();
@@ -1234,6 +1240,10 @@ async fn stream_answer(
                 .await;
         }
         Err(e) => {
+            if let ApiError::Encrypt { reason, detail } = &e {
+                st.metrics.phi_encrypt_failure(reason);
+                tracing::error!(detail = %detail, "encrypting an answer failed");
+            }
             tracing::error!(code = e.code(), error = %e, "storing an answer failed");
             let _ = events
                 .send(sse_event(

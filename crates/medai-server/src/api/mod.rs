@@ -177,15 +177,7 @@ pub fn metrics_app(state: AppState) -> Router {
             "/metrics",
             get(
                 |axum::extract::State(st): axum::extract::State<AppState>| async move {
-                    let (in_use, idle) = st.store.pool_usage();
-                    for (state, n) in [("in_use", in_use), ("idle", idle)] {
-                        st.metrics
-                            .db_pool
-                            .get_or_create(&crate::metrics::PoolLabels {
-                                state: state.into(),
-                            })
-                            .set(i64::from(n));
-                    }
+                    crate::monitor::refresh(&st).await;
                     (
                         [(
                             header::CONTENT_TYPE,

@@ -474,6 +474,7 @@ pub async fn set_care_teams(
         .detail(&serde_json::json!({ "care_team_ids": req.care_team_ids }));
     crate::session::append_in(&st, &mut tx, &e).await?;
     tx.commit().await.map_err(StoreError::from)?;
+    st.metrics.admin_change("patient_care_teams_changed");
     Ok(StatusCode::NO_CONTENT)
 }
 
