@@ -110,7 +110,7 @@ if len(set(alerts)) != len(alerts):
 fires, silent = set(), set()
 for path in sorted(glob.glob(f"{PROM}/tests/*.yml")):
     for test in yaml.safe_load(open(path))["tests"]:
-        for case in test.get("alert_rule_test", []):
+        for case in test.get("alert_rule_test") or []:
             (fires if case.get("exp_alerts") else silent).add(case["alertname"])
 for name in alerts:
     if name not in fires:
