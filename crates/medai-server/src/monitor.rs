@@ -126,6 +126,30 @@ pub fn set_static(st: &AppState) {
             })
             .set(period);
     }
+    // Every configured model has its breaker and queue series from the start, so an alert on
+    // them sees a value before the first request.
+    if let Some(registry) = &st.assistant.registry {
+        for m in registry.list() {
+            let label = crate::metrics::LlmLabels {
+                model: m.description.id.clone(),
+            };
+            let circuit = match m.circuit {
+                medai_llm::CircuitState::Closed => 0,
+                medai_llm::CircuitState::HalfOpen => 1,
+                medai_llm::CircuitState::Open => 2,
+            };
+            st.metrics
+                .llm
+                .circuit_state
+                .get_or_create(&label)
+                .set(circuit);
+            st.metrics
+                .llm
+                .queue_depth
+                .get_or_create(&label)
+                .set(i64::try_from(m.queue_depth).unwrap_or(i64::MAX));
+        }
+    }
 }
 
 fn set_key_age(st: &AppState, purpose: &str, age: i64) {

@@ -227,10 +227,8 @@ pub struct Note {
     pub created_at: i64,
 }
 
-fn current_version(phi: &PhiCipher) -> Result<i64, StoreError> {
-    phi.current_version()
-        .map(i64::from)
-        .ok_or(StoreError::Corrupt("no PHI data key is loaded".into()))
+fn current_version(phi: &PhiCipher, table: &'static str) -> Result<i64, StoreError> {
+    phi.write_version(table).map(i64::from)
 }
 
 #[derive(FromRow)]
@@ -280,7 +278,7 @@ pub async fn create(
     title: &str,
     now: i64,
 ) -> Result<Conversation, StoreError> {
-    let version = current_version(phi)?;
+    let version = current_version(phi, "conversations")?;
     let title_enc = phi.seal("conversations", "title", id, title)?;
     sqlx::query(
         "INSERT INTO conversations (id, patient_id, clinician_id, title_enc, key_version, status, \
@@ -440,7 +438,7 @@ pub async fn append_message(
     m: &NewMessage<'_>,
     now: i64,
 ) -> Result<Message, StoreError> {
-    let version = current_version(phi)?;
+    let version = current_version(phi, "conversation_messages")?;
     let body_enc = phi.seal("conversation_messages", "body", m.id, m.body)?;
     let provenance = m.provenance.map(serde_json::Value::to_string);
     let escalations = serde_json::to_string(m.escalations)
@@ -618,7 +616,7 @@ pub async fn set_feedback(
     f: &NewFeedback<'_>,
     now: i64,
 ) -> Result<(Feedback, Option<Option<Verdict>>), StoreError> {
-    let version = current_version(phi)?;
+    let version = current_version(phi, "answer_feedback")?;
     let row_id = feedback_row_id(f.message_id, f.user_id);
     let comment_enc = f
         .comment
@@ -763,7 +761,7 @@ pub async fn add_note(
     body: &str,
     now: i64,
 ) -> Result<Note, StoreError> {
-    let version = current_version(phi)?;
+    let version = current_version(phi, "patient_notes")?;
     let body_enc = phi.seal("patient_notes", "body", id, body)?;
     sqlx::query(
         "INSERT INTO patient_notes (id, patient_id, author_id, body_enc, key_version, created_at) \
@@ -814,7 +812,7 @@ pub async fn reencrypt(
     phi: &PhiCipher,
     batch: i64,
 ) -> Result<u64, StoreError> {
-    let current = current_version(phi)?;
+    let current = current_version(phi, "patient_notes")?;
     let mut n = 0u64;
     for (table, column, id_col) in [
         ("conversations", "title", "id"),

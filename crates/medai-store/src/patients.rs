@@ -118,9 +118,7 @@ fn seal(phi: &PhiCipher, id: &str, d: &Demographics) -> Result<Sealed, StoreErro
     let given = d.given_name.trim();
     let family = d.family_name.trim();
     let dob = format_date(d.date_of_birth);
-    let key_version = phi
-        .current_version()
-        .ok_or(StoreError::Corrupt("no PHI data key is loaded".into()))?;
+    let key_version = phi.write_version(TABLE)?;
     Ok(Sealed {
         mrn: phi.seal(TABLE, "mrn", id, &d.mrn)?,
         given_name: phi.seal(TABLE, "given_name", id, given)?,
@@ -557,10 +555,7 @@ pub async fn reencrypt(
     phi: &PhiCipher,
     batch: i64,
 ) -> Result<u64, StoreError> {
-    let current = i64::from(
-        phi.current_version()
-            .ok_or(StoreError::Corrupt("no PHI data key is loaded".into()))?,
-    );
+    let current = i64::from(phi.write_version(TABLE)?);
     let rows: Vec<Row> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM patients WHERE key_version < $1 ORDER BY id LIMIT $2"
     ))

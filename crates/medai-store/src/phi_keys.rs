@@ -33,6 +33,16 @@ impl PhiCipher {
         self.ring.current_version()
     }
 
+    /// The data-key version new writes to `table` use; without any data key, the write fails
+    /// as an encryption failure (counted as such by the server).
+    pub fn write_version(&self, table: &'static str) -> Result<u32, StoreError> {
+        self.current_version().ok_or(StoreError::Encrypt {
+            table,
+            column: "key_version",
+            source: FieldError::MissingKeyVersion(0),
+        })
+    }
+
     /// Seals `plaintext` for `table.column` of row `row_id`.
     pub fn seal(
         &self,

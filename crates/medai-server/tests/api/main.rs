@@ -15,5 +15,6 @@ mod bad_input;
 mod common;
 mod encryption;
 mod flows;
+mod monitoring;
 mod serving;
 mod web;
