@@ -10,6 +10,9 @@
 //! another version does not unwrap. Unwrapped keys and bearer tokens are zeroised on drop and
 //! never printed.
 //!
+//! The [`sink`] module writes signed audit checkpoints to object storage with a retention lock
+//! (S3 Object Lock, Cloud Storage retention), reusing the same SDK, HTTP and token code.
+//!
 //! [`ConfiguredProvider`] is what the server and CLI use: the provider chosen by `[keys]`, with
 //! the local key file kept for keys it wrapped before a move to a KMS (`medai keys rewrap`).
 
@@ -17,6 +20,7 @@ pub mod aws;
 pub mod azure;
 pub mod gcp;
 mod http;
+pub mod sink;
 mod token;
 
 use medai_core::config::{KeyProviderKind, KeysConfig};

@@ -101,13 +101,10 @@ async fn verify(
             .map(|p| load_key(p))
             .collect::<anyhow::Result<Vec<_>>>()?
     };
-    let dir = checkpoints
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| cfg.effective_checkpoint_dir());
-    let extra = match read_checkpoint_dir(&dir) {
-        Ok(v) => v,
-        Err(e) if checkpoints.is_none() && e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => bail!("cannot read checkpoint directory {}: {e}", dir.display()),
+    let extra = match checkpoints {
+        Some(dir) => read_checkpoint_dir(dir)
+            .with_context(|| format!("cannot read checkpoint directory {}", dir.display()))?,
+        None => configured_sink_checkpoints(cfg).await?,
     };
     let exported = extra.len();
     let started = std::time::Instant::now();
@@ -220,6 +217,25 @@ async fn export(
     Ok(())
 }
 
+/// The checkpoints in every configured sink: the directory (when enabled and present) and the
+/// object-storage sinks, read back.
+async fn configured_sink_checkpoints(cfg: &Config) -> anyhow::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    if cfg.audit.directory_sink {
+        let dir = cfg.effective_checkpoint_dir();
+        match read_checkpoint_dir(&dir) {
+            Ok(v) => out.extend(v),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => bail!("cannot read checkpoint directory {}: {e}", dir.display()),
+        }
+    }
+    let sinks = medai_kms::sink::connect(&cfg.audit, cfg.keys.effective_timeout()).await?;
+    for sink in sinks {
+        out.extend(sink.read_all().await?);
+    }
+    Ok(out)
+}
+
 #[expect(clippy::print_stdout, reason = "command output")]
 async fn checkpoint(cfg: &Config) -> anyhow::Result<()> {
     let store = bootstrap::connect_current(cfg).await?;
@@ -230,13 +246,21 @@ async fn checkpoint(cfg: &Config) -> anyhow::Result<()> {
     store.close().await;
     match cp {
         Some(cp) => {
-            let dir = cfg.effective_checkpoint_dir();
-            let path = write_checkpoint(&dir, cp.size, &cp.note)
-                .with_context(|| format!("checkpoint directory {}", dir.display()))?;
+            let mut places = Vec::new();
+            if cfg.audit.directory_sink {
+                let dir = cfg.effective_checkpoint_dir();
+                let path = write_checkpoint(&dir, cp.size, &cp.note)
+                    .with_context(|| format!("checkpoint directory {}", dir.display()))?;
+                places.push(path.display().to_string());
+            }
+            let sinks = medai_kms::sink::connect(&cfg.audit, cfg.keys.effective_timeout()).await?;
+            for sink in sinks {
+                places.push(sink.put(cp.size, &cp.note).await?);
+            }
             println!(
                 "placed {placed} events; signed checkpoint of tree size {} written to the database and {}",
                 cp.size,
-                path.display()
+                places.join(", ")
             );
         }
         None => {

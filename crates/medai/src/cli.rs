@@ -267,8 +267,9 @@ pub enum AuditCommand {
         /// Start at the event with this sequence number (the tree before it is taken as stored).
         #[arg(long, value_name = "SEQ")]
         from: Option<i64>,
-        /// Directory of exported signed checkpoints to compare with (default: the configured
-        /// `audit.checkpoint_dir`, if it exists).
+        /// Directory of exported signed checkpoints to compare with (default: every configured
+        /// sink: `audit.checkpoint_dir` if it exists, and the checkpoints read back from
+        /// `[audit.s3]` and `[audit.gcs]`).
         #[arg(long, value_name = "DIR")]
         checkpoints: Option<PathBuf>,
         /// Public key file; repeat to add keys retired by a rotation (default:
@@ -330,8 +331,8 @@ pub enum AuditCommand {
         #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
     },
-    /// Place pending events in the tree and sign a checkpoint now (to the database and the
-    /// checkpoint directory), e.g. before a backup.
+    /// Place pending events in the tree and sign a checkpoint now (to the database and every
+    /// configured checkpoint sink), e.g. before a backup.
     #[command(after_help = "Example:\n  medai audit checkpoint")]
     Checkpoint,
 }
