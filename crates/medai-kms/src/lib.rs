@@ -148,9 +148,23 @@ impl KeyProvider for ConfiguredProvider {
         self.primary.unwrap(wrapped, version)
     }
 
+    fn key_id(&self) -> Option<&str> {
+        self.primary.key_id()
+    }
+
     fn unwrap_from<'a>(
         &'a self,
         wrapped_by: &'a str,
+        wrapped: &'a [u8],
+        version: u32,
+    ) -> ProviderFuture<'a, DataKey> {
+        self.unwrap_recorded(wrapped_by, None, wrapped, version)
+    }
+
+    fn unwrap_recorded<'a>(
+        &'a self,
+        wrapped_by: &'a str,
+        key_id: Option<&'a str>,
         wrapped: &'a [u8],
         version: u32,
     ) -> ProviderFuture<'a, DataKey> {
@@ -158,7 +172,9 @@ impl KeyProvider for ConfiguredProvider {
             Some(local) if wrapped_by == LOCAL_FILE && self.primary.name() != LOCAL_FILE => {
                 local.unwrap(wrapped, version)
             }
-            _ => self.primary.unwrap_from(wrapped_by, wrapped, version),
+            _ => self
+                .primary
+                .unwrap_recorded(wrapped_by, key_id, wrapped, version),
         }
     }
 }

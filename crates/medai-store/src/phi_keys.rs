@@ -107,14 +107,14 @@ async fn load_or_init_once(
     provider: &dyn KeyProvider,
     now: i64,
 ) -> Result<PhiCipher, StoreError> {
-    let rows: Vec<(String, i64, Vec<u8>, String)> = sqlx::query_as(
-        "SELECT purpose, version, wrapped, provider FROM phi_keys ORDER BY purpose, version",
+    let rows: Vec<KeyRow> = sqlx::query_as(
+        "SELECT purpose, version, wrapped, provider, key_id FROM phi_keys ORDER BY purpose, version",
     )
     .fetch_all(&mut *conn)
     .await?;
     let mut ring = KeyRing::default();
     let mut index = None;
-    for (purpose, version, wrapped, wrapped_by) in rows {
+    for (purpose, version, wrapped, wrapped_by, key_id) in rows {
         let v = u32::try_from(version).map_err(|_| {
             StoreError::Corrupt(format!("phi_keys has an invalid version {version}"))
         })?;
@@ -126,14 +126,19 @@ async fn load_or_init_once(
         match purpose.as_str() {
             PURPOSE_DATA => {
                 let key = provider
-                    .unwrap_from(&wrapped_by, &wrapped, v)
+                    .unwrap_recorded(&wrapped_by, key_id.as_deref(), &wrapped, v)
                     .await
                     .map_err(unwrap_err)?;
                 ring.insert(v, key);
             }
             PURPOSE_BLIND_INDEX => {
                 let key = provider
-                    .unwrap_from(&wrapped_by, &wrapped, BLIND_INDEX_WRAP_VERSION)
+                    .unwrap_recorded(
+                        &wrapped_by,
+                        key_id.as_deref(),
+                        &wrapped,
+                        BLIND_INDEX_WRAP_VERSION,
+                    )
                     .await
                     .map_err(unwrap_err)?;
                 index = Some(BlindIndexKey::from(key));
@@ -155,7 +160,7 @@ async fn load_or_init_once(
                 version: 1,
                 detail: e.to_string(),
             })?;
-        insert_key(conn, PURPOSE_DATA, 1, &wrapped, provider.name(), now).await?;
+        insert_key(conn, PURPOSE_DATA, 1, &wrapped, provider, now).await?;
         ring.insert(1, key);
     }
     let index = match index {
@@ -175,7 +180,7 @@ async fn load_or_init_once(
                 PURPOSE_BLIND_INDEX,
                 BLIND_INDEX_WRAP_VERSION,
                 &wrapped,
-                provider.name(),
+                provider,
                 now,
             )
             .await?;
@@ -190,18 +195,19 @@ async fn insert_key(
     purpose: &str,
     version: u32,
     wrapped: &[u8],
-    provider: &str,
+    provider: &dyn KeyProvider,
     now: i64,
 ) -> Result<(), StoreError> {
     // Two processes starting at once: the loser's insert is ignored and it must reload.
     let r = sqlx::query(
-        "INSERT INTO phi_keys (purpose, version, wrapped, provider, created_at) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        "INSERT INTO phi_keys (purpose, version, wrapped, provider, key_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
     )
     .bind(purpose)
     .bind(i64::from(version))
     .bind(wrapped.to_vec())
-    .bind(provider)
+    .bind(provider.name())
+    .bind(provider.key_id().map(str::to_owned))
     .bind(now)
     .execute(conn)
     .await?;
@@ -221,6 +227,9 @@ pub struct KeyInfo {
     pub version: u32,
     /// The provider that wrapped it, e.g. `local-file`.
     pub provider: String,
+    /// The KMS key it is wrapped under (none for the local key file, or when wrapped before
+    /// key ids were recorded).
+    pub key_id: Option<String>,
     /// Unix seconds.
     pub created_at: i64,
     /// Patient rows it protects: rows sealed under this data key, or (blind-index key) every
@@ -236,14 +245,15 @@ pub async fn status(
     conn: &mut AnyConnection,
     provider: &dyn KeyProvider,
 ) -> Result<Vec<KeyInfo>, StoreError> {
-    let rows: Vec<(String, i64, Vec<u8>, String, i64)> = sqlx::query_as(
-        "SELECT purpose, version, wrapped, provider, created_at FROM phi_keys \
+    type StatusRow = (String, i64, Vec<u8>, String, Option<String>, i64);
+    let rows: Vec<StatusRow> = sqlx::query_as(
+        "SELECT purpose, version, wrapped, provider, key_id, created_at FROM phi_keys \
          ORDER BY purpose DESC, version",
     )
     .fetch_all(&mut *conn)
     .await?;
     let mut out = Vec::with_capacity(rows.len());
-    for (purpose, version, wrapped, key_provider, created_at) in rows {
+    for (purpose, version, wrapped, key_provider, key_id, created_at) in rows {
         let v = u32::try_from(version).map_err(|_| {
             StoreError::Corrupt(format!("phi_keys has an invalid version {version}"))
         })?;
@@ -263,13 +273,14 @@ pub async fn status(
             BLIND_INDEX_WRAP_VERSION
         };
         let unwraps = provider
-            .unwrap_from(&key_provider, &wrapped, wrap_version)
+            .unwrap_recorded(&key_provider, key_id.as_deref(), &wrapped, wrap_version)
             .await
             .is_ok();
         out.push(KeyInfo {
             purpose,
             version: v,
             provider: key_provider,
+            key_id,
             created_at,
             patient_rows,
             unwraps,
@@ -299,17 +310,12 @@ pub async fn latest_data_version(conn: &mut AnyConnection) -> Result<Option<u32>
     .transpose()
 }
 
-/// Re-wraps every stored key under `provider` (each unwrapped by the provider recorded beside
-/// it, e.g. the local key file while moving to a KMS) and records `provider`'s name. Keys
-/// already wrapped by `provider` are re-wrapped too (a KMS key rotated since picks up its new
-/// version). Run it in a transaction: either every key moves or none. Returns the number of
-/// keys re-wrapped and the newest data-key version.
-pub async fn rewrap(
-    conn: &mut AnyConnection,
-    provider: &dyn KeyProvider,
-) -> Result<(usize, u32), StoreError> {
-    let rows: Vec<(String, i64, Vec<u8>, String)> = sqlx::query_as(
-        "SELECT purpose, version, wrapped, provider FROM phi_keys ORDER BY purpose, version",
+/// One `phi_keys` row: purpose, version, wrapped key, provider, key id.
+type KeyRow = (String, i64, Vec<u8>, String, Option<String>);
+
+async fn key_rows(conn: &mut AnyConnection) -> Result<Vec<KeyRow>, StoreError> {
+    let rows: Vec<KeyRow> = sqlx::query_as(
+        "SELECT purpose, version, wrapped, provider, key_id FROM phi_keys ORDER BY purpose, version",
     )
     .fetch_all(&mut *conn)
     .await?;
@@ -318,44 +324,115 @@ pub async fn rewrap(
             "no PHI keys exist yet; run `medai init` first".into(),
         ));
     }
-    let mut newest = 0;
-    let count = rows.len();
-    for (purpose, version, wrapped, wrapped_by) in rows {
-        let v = u32::try_from(version).map_err(|_| {
-            StoreError::Corrupt(format!("phi_keys has an invalid version {version}"))
-        })?;
-        let wrap_version = if purpose == PURPOSE_DATA {
-            newest = newest.max(v);
-            v
-        } else {
-            BLIND_INDEX_WRAP_VERSION
-        };
-        let fail = |e: medai_crypto::CryptoError| StoreError::KeyUnwrap {
-            purpose: purpose.clone(),
-            version: v,
-            detail: e.to_string(),
-        };
-        let key = provider
-            .unwrap_from(&wrapped_by, &wrapped, wrap_version)
-            .await
-            .map_err(fail)?;
-        let rewrapped = provider.wrap(&key, wrap_version).await.map_err(fail)?;
-        // The new wrapping must open before the old one is replaced.
-        provider
-            .unwrap(&rewrapped, wrap_version)
-            .await
-            .map_err(fail)?;
-        sqlx::query(
-            "UPDATE phi_keys SET wrapped = $1, provider = $2 WHERE purpose = $3 AND version = $4",
-        )
-        .bind(rewrapped)
-        .bind(provider.name())
-        .bind(&purpose)
-        .bind(version)
-        .execute(&mut *conn)
-        .await?;
+    Ok(rows)
+}
+
+/// Unwraps one stored key with `source` (which routes by the provider and key id recorded
+/// beside it), wraps it with `target`, checks that the new wrapping opens, and stores it with
+/// `target`'s name and key id. The update only applies if the row is unchanged since it was
+/// read.
+async fn rewrap_row(
+    conn: &mut AnyConnection,
+    row: &KeyRow,
+    source: &dyn KeyProvider,
+    target: &dyn KeyProvider,
+) -> Result<u32, StoreError> {
+    let (purpose, version, wrapped, wrapped_by, key_id) = row;
+    let v = u32::try_from(*version)
+        .map_err(|_| StoreError::Corrupt(format!("phi_keys has an invalid version {version}")))?;
+    let wrap_version = if purpose == PURPOSE_DATA {
+        v
+    } else {
+        BLIND_INDEX_WRAP_VERSION
+    };
+    let fail = |e: medai_crypto::CryptoError| StoreError::KeyUnwrap {
+        purpose: purpose.clone(),
+        version: v,
+        detail: e.to_string(),
+    };
+    let key = source
+        .unwrap_recorded(wrapped_by, key_id.as_deref(), wrapped, wrap_version)
+        .await
+        .map_err(fail)?;
+    let rewrapped = target.wrap(&key, wrap_version).await.map_err(fail)?;
+    // The new wrapping must open before the old one is replaced.
+    target
+        .unwrap(&rewrapped, wrap_version)
+        .await
+        .map_err(fail)?;
+    let r = sqlx::query(
+        "UPDATE phi_keys SET wrapped = $1, provider = $2, key_id = $3 \
+         WHERE purpose = $4 AND version = $5 AND wrapped = $6",
+    )
+    .bind(rewrapped)
+    .bind(target.name())
+    .bind(target.key_id().map(str::to_owned))
+    .bind(purpose)
+    .bind(version)
+    .bind(wrapped.clone())
+    .execute(&mut *conn)
+    .await?;
+    if r.rows_affected() != 1 {
+        return Err(StoreError::Conflict(
+            "phi key (changed while it was re-wrapped)",
+        ));
     }
-    Ok((count, newest))
+    Ok(if purpose == PURPOSE_DATA { v } else { 0 })
+}
+
+/// Re-wraps every stored key under `provider` (each unwrapped by the provider and key recorded
+/// beside it, e.g. the local key file or another KMS key while moving) and records `provider`'s
+/// name and key id. Keys already wrapped by `provider` are re-wrapped too (a KMS key rotated
+/// since picks up its new version). Run it in a transaction: either every key moves or none.
+/// Returns the number of keys re-wrapped and the newest data-key version.
+pub async fn rewrap(
+    conn: &mut AnyConnection,
+    provider: &dyn KeyProvider,
+) -> Result<(usize, u32), StoreError> {
+    let rows = key_rows(&mut *conn).await?;
+    let mut newest = 0;
+    for row in &rows {
+        newest = newest.max(rewrap_row(&mut *conn, row, provider, provider).await?);
+    }
+    Ok((rows.len(), newest))
+}
+
+/// A stored key that [`move_next`] moved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MovedKey {
+    /// `data` or `blind-index`.
+    pub purpose: String,
+    /// Its version.
+    pub version: u32,
+    /// The provider and key id it was wrapped by before.
+    pub from: (String, Option<String>),
+}
+
+/// Moves the next stored key not yet wrapped by `target` (its provider and key id) to it:
+/// unwrapped by `source` under the provider and key recorded beside it, wrapped by `target`.
+/// Returns `None` when every key is there. Call it in a transaction per key and commit, so an
+/// interrupted move resumes where it stopped and the database always records which key wraps
+/// each data key.
+pub async fn move_next(
+    conn: &mut AnyConnection,
+    source: &dyn KeyProvider,
+    target: &dyn KeyProvider,
+) -> Result<Option<MovedKey>, StoreError> {
+    let rows = key_rows(&mut *conn).await?;
+    let target_id = target.key_id();
+    let Some(row) = rows
+        .iter()
+        .find(|r| !(r.3 == target.name() && r.4.as_deref() == target_id))
+    else {
+        return Ok(None);
+    };
+    rewrap_row(&mut *conn, row, source, target).await?;
+    let version = u32::try_from(row.1).unwrap_or_default();
+    Ok(Some(MovedKey {
+        purpose: row.0.clone(),
+        version,
+        from: (row.3.clone(), row.4.clone()),
+    }))
 }
 
 /// Adds data key version `newest + 1` (new writes use it at once) and re-wraps every stored key
@@ -379,7 +456,7 @@ pub async fn rotate(
             version,
             detail: e.to_string(),
         })?;
-    insert_key(conn, PURPOSE_DATA, version, &wrapped, provider.name(), now).await?;
+    insert_key(conn, PURPOSE_DATA, version, &wrapped, provider, now).await?;
     Ok(version)
 }
 

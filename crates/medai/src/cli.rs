@@ -181,9 +181,23 @@ pub enum KeysCommand {
     },
     /// Re-wrap every stored PHI key under the configured provider (`[keys]`), e.g. to move from
     /// the local key file to a KMS; adds no data key and rewrites no rows. All keys move in one
-    /// transaction, or none.
-    #[command(after_help = "Example:\n  MEDAI_KEYS__PROVIDER=aws-kms medai keys rewrap")]
-    Rewrap,
+    /// transaction, or none. With --to-provider (and --to-key-id), move them instead to that
+    /// provider and key, one committed and audited key at a time (run it again to resume): each
+    /// is unwrapped by the provider and key recorded beside it and wrapped by the new one.
+    #[command(
+        after_help = "Examples:\n  MEDAI_KEYS__PROVIDER=aws-kms medai keys rewrap\n  medai keys rewrap --to-provider aws-kms --to-key-id arn:aws:kms:eu-west-1:111122223333:key/NEW"
+    )]
+    Rewrap {
+        /// Move the keys to this provider: local-file, aws-kms, gcp-kms or azure-key-vault
+        /// (its other settings, such as the region, come from `[keys.aws]`, `[keys.gcp]` or
+        /// `[keys.azure]`).
+        #[arg(long, value_name = "PROVIDER", value_parser = ["local-file", "aws-kms", "gcp-kms", "azure-key-vault"])]
+        to_provider: Option<String>,
+        /// The target KMS key: AWS key ARN, id or alias; GCP
+        /// projects/P/locations/L/keyRings/R/cryptoKeys/K; Azure key name.
+        #[arg(long, value_name = "KEY", requires = "to_provider")]
+        to_key_id: Option<String>,
+    },
     /// Re-encrypt rows sealed under older data keys with the newest one, in committed batches,
     /// while the server keeps serving; run it again to resume after an interruption.
     #[command(after_help = "Example:\n  medai keys reencrypt --batch 500")]

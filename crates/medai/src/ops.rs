@@ -41,7 +41,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             keys_rotate(cfg, reencrypt, batch).await
         }
         Command::Keys(KeysCommand::Reencrypt { batch }) => keys_reencrypt(cfg, batch).await,
-        Command::Keys(KeysCommand::Rewrap) => keys_rewrap(cfg).await,
+        Command::Keys(KeysCommand::Rewrap {
+            to_provider: None, ..
+        }) => keys_rewrap(cfg).await,
+        Command::Keys(KeysCommand::Rewrap {
+            to_provider: Some(provider),
+            to_key_id,
+        }) => keys_move(cfg, &provider, to_key_id).await,
         Command::Triage(cmd) => crate::triage::run(cmd),
         Command::Model(ModelCommand::List) => model_list(&cfg).await,
     }
@@ -290,8 +296,13 @@ async fn keys_status(cfg: Config) -> anyhow::Result<()> {
         } else {
             ""
         };
+        let key = k
+            .key_id
+            .as_deref()
+            .map(|id| format!("  [key {id}]"))
+            .unwrap_or_default();
         println!(
-            "{:<12} {:<8} {:<16} {:<21} {:<9} {:<8} {}{}",
+            "{:<12} {:<8} {:<16} {:<21} {:<9} {:<8} {}{}{}",
             k.purpose,
             k.version,
             k.provider,
@@ -299,7 +310,8 @@ async fn keys_status(cfg: Config) -> anyhow::Result<()> {
             (now - k.created_at).max(0) / 86_400,
             if k.unwraps { "yes" } else { "NO" },
             protects,
-            note
+            note,
+            key
         );
     }
     if plaintext > 0 {
@@ -308,6 +320,14 @@ async fn keys_status(cfg: Config) -> anyhow::Result<()> {
     if keys.iter().any(|k| k.provider != key.name()) {
         println!(
             "some keys are wrapped by another provider than {}; `medai keys rewrap` moves them",
+            key.name()
+        );
+    } else if keys
+        .iter()
+        .any(|k| k.key_id.is_some() && k.key_id.as_deref() != key.key_id())
+    {
+        println!(
+            "some keys are wrapped under another {} key than the configured one; `medai keys rewrap` moves them",
             key.name()
         );
     }
@@ -339,6 +359,91 @@ async fn keys_rewrap(cfg: Config) -> anyhow::Result<()> {
     tx.commit().await.map_err(StoreError::from)?;
     store.close().await;
     println!("{count} PHI key(s) re-wrapped by {}", key.name());
+    Ok(())
+}
+
+/// The `[keys]` settings of the move target: the configured ones with the provider and key
+/// replaced.
+fn target_keys(
+    cfg: &Config,
+    provider: &str,
+    key_id: Option<String>,
+) -> anyhow::Result<medai_core::config::KeysConfig> {
+    use medai_core::config::KeyProviderKind;
+    let kind = match provider {
+        "local-file" => KeyProviderKind::LocalFile,
+        "aws-kms" => KeyProviderKind::AwsKms,
+        "gcp-kms" => KeyProviderKind::GcpKms,
+        "azure-key-vault" => KeyProviderKind::AzureKeyVault,
+        other => bail!("--to-provider {other:?} is not a key provider"),
+    };
+    let mut keys = cfg.keys.clone();
+    keys.provider = kind;
+    match (kind, key_id) {
+        (KeyProviderKind::LocalFile, None) => {}
+        (KeyProviderKind::LocalFile, Some(_)) => {
+            bail!("--to-key-id does not apply to --to-provider local-file")
+        }
+        (_, None) => bail!("--to-provider {provider} needs --to-key-id"),
+        (KeyProviderKind::AwsKms, Some(id)) => {
+            keys.aws.get_or_insert_with(Default::default).key_id = id
+        }
+        (KeyProviderKind::GcpKms, Some(id)) => {
+            keys.gcp.get_or_insert_with(Default::default).key_name = id
+        }
+        (KeyProviderKind::AzureKeyVault, Some(id)) => {
+            keys.azure.get_or_insert_with(Default::default).key_name = id
+        }
+    }
+    let mut check = cfg.clone();
+    check.keys = keys.clone();
+    check
+        .validate()
+        .context("--to-provider/--to-key-id (with the rest of [keys])")?;
+    Ok(keys)
+}
+
+/// Moves every PHI key to another provider or KMS key, one committed and audited key at a time.
+#[expect(clippy::print_stdout, reason = "command output")]
+async fn keys_move(cfg: Config, provider: &str, key_id: Option<String>) -> anyhow::Result<()> {
+    let target_cfg = target_keys(&cfg, provider, key_id)?;
+    let store = bootstrap::connect_current(&cfg).await?;
+    let source = bootstrap::key_provider(&cfg).await?;
+    let local = medai_crypto::MasterKey::load(&bootstrap::key_path(&cfg))?;
+    let target = medai_kms::ConfiguredProvider::from_config(&target_cfg, local).await?;
+    use medai_crypto::envelope::KeyProvider as _;
+    let to_key = target.key_id().map(str::to_owned);
+    let mut moved = 0usize;
+    // Each pass moves one key; the bound only guards against a store that never converges.
+    for _ in 0..100_000 {
+        let mut tx = store.begin().await?;
+        let Some(m) = medai_store::phi_keys::move_next(&mut tx, &*source, &target).await? else {
+            break;
+        };
+        medai_store::audit::append(
+            &mut tx,
+            &cli_event(SystemClock.now(), "keys.move").detail(&serde_json::json!({
+                "purpose": m.purpose,
+                "version": m.version,
+                "from_provider": m.from.0,
+                "from_key_id": m.from.1,
+                "to_provider": target.name(),
+                "to_key_id": to_key,
+            })),
+        )
+        .await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        moved += 1;
+    }
+    store.close().await;
+    let to = match &to_key {
+        Some(k) => format!("{} key {k}", target.name()),
+        None => target.name().to_owned(),
+    };
+    println!("{moved} PHI key(s) moved to {to}; every key is now wrapped there");
+    if target.name() != source.name() || to_key.as_deref() != source.key_id() {
+        println!("next: configure keys.provider and its key id to match (the server reads keys under any recorded key of the same provider meanwhile), then the old key can be disabled");
+    }
     Ok(())
 }
 
