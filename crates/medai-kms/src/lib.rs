@@ -30,9 +30,10 @@ use medai_crypto::{CryptoError, MasterKey};
 /// The name of the local key file provider in `phi_keys.provider`.
 pub const LOCAL_FILE: &str = "local-file";
 
-/// What a wrapped key is: the blind-index key is wrapped as version 0, data keys from 1.
+/// What a wrapped key is: the first blind-index key is wrapped as version 0, later ones as
+/// 2^31 + their version (`medai_store::phi_keys`), data keys from 1.
 pub(crate) fn purpose_of(version: u32) -> &'static str {
-    if version == 0 {
+    if version == 0 || version >= 1 << 31 {
         "blind-index"
     } else {
         "data"

@@ -7,9 +7,25 @@ use medai_crypto::envelope::{BlindIndexKey, DataKey, Field, FieldError, KeyProvi
 use sqlx::AnyConnection;
 use zeroize::Zeroizing;
 
-/// The wrap version of the blind-index key; data keys are numbered from 1, so the two are never
-/// wrapped under the same context.
+/// The wrap version of the first blind-index key (version 0); data keys are numbered from 1, so
+/// the two are never wrapped under the same context.
 const BLIND_INDEX_WRAP_VERSION: u32 = 0;
+
+/// Later blind-index key versions `v` are wrapped as `BLIND_INDEX_WRAP_BASE + v`: still never a
+/// data key's version, and the KMS providers bind them to the blind-index purpose.
+const BLIND_INDEX_WRAP_BASE: u32 = 1 << 31;
+
+/// The version a key of `purpose` and `version` is wrapped under.
+fn wrap_version(purpose: &str, version: u32) -> Result<u32, StoreError> {
+    match (purpose, version) {
+        (PURPOSE_DATA, v) if v < BLIND_INDEX_WRAP_BASE => Ok(v),
+        (PURPOSE_BLIND_INDEX, 0) => Ok(BLIND_INDEX_WRAP_VERSION),
+        (PURPOSE_BLIND_INDEX, v) if v < BLIND_INDEX_WRAP_BASE => Ok(BLIND_INDEX_WRAP_BASE + v),
+        _ => Err(StoreError::Corrupt(format!(
+            "phi_keys has an invalid {purpose} version {version}"
+        ))),
+    }
+}
 
 const PURPOSE_DATA: &str = "data";
 const PURPOSE_BLIND_INDEX: &str = "blind-index";
@@ -19,13 +35,28 @@ const PURPOSE_BLIND_INDEX: &str = "blind-index";
 #[derive(Debug)]
 pub struct PhiCipher {
     ring: KeyRing,
-    index: BlindIndexKey,
+    /// Blind-index keys by version; new writes index under the newest, lookups match any.
+    indexes: std::collections::BTreeMap<u32, BlindIndexKey>,
 }
 
 impl PhiCipher {
-    /// A cipher over the given keys (tests and tools that hold keys directly).
+    /// A cipher over the given keys (tests and tools that hold keys directly); `index` is
+    /// blind-index version 0.
     pub fn new(ring: KeyRing, index: BlindIndexKey) -> Self {
-        Self { ring, index }
+        Self {
+            ring,
+            indexes: std::collections::BTreeMap::from([(0, index)]),
+        }
+    }
+
+    /// The blind-index version new writes use.
+    pub fn index_version(&self) -> u32 {
+        self.indexes.keys().next_back().copied().unwrap_or(0)
+    }
+
+    /// The blind-index versions loaded.
+    pub fn index_versions(&self) -> Vec<u32> {
+        self.indexes.keys().copied().collect()
     }
 
     /// The data-key version new writes use.
@@ -81,9 +112,24 @@ impl PhiCipher {
         Ok(Zeroizing::new(text))
     }
 
-    /// The blind-index token of `value` (trimmed, lower-cased) in `column`.
+    /// The blind-index token of `value` (trimmed, lower-cased) in `column`, under the newest
+    /// blind-index key (what new writes store).
     pub fn index_token(&self, column: &str, value: &str) -> String {
-        self.index.token(column, value)
+        self.indexes
+            .values()
+            .next_back()
+            .map(|k| k.token(column, value))
+            .unwrap_or_default()
+    }
+
+    /// The tokens of `value` in `column` under every loaded blind-index key, newest first: a
+    /// lookup matches any, so rows not yet re-indexed after a rotation are still found.
+    pub fn index_tokens(&self, column: &str, value: &str) -> Vec<String> {
+        self.indexes
+            .values()
+            .rev()
+            .map(|k| k.token(column, value))
+            .collect()
     }
 }
 
@@ -113,7 +159,7 @@ async fn load_or_init_once(
     .fetch_all(&mut *conn)
     .await?;
     let mut ring = KeyRing::default();
-    let mut index = None;
+    let mut indexes = std::collections::BTreeMap::new();
     for (purpose, version, wrapped, wrapped_by, key_id) in rows {
         let v = u32::try_from(version).map_err(|_| {
             StoreError::Corrupt(format!("phi_keys has an invalid version {version}"))
@@ -137,11 +183,11 @@ async fn load_or_init_once(
                         &wrapped_by,
                         key_id.as_deref(),
                         &wrapped,
-                        BLIND_INDEX_WRAP_VERSION,
+                        wrap_version(PURPOSE_BLIND_INDEX, v)?,
                     )
                     .await
                     .map_err(unwrap_err)?;
-                index = Some(BlindIndexKey::from(key));
+                indexes.insert(v, BlindIndexKey::from(key));
             }
             other => {
                 return Err(StoreError::Corrupt(format!(
@@ -163,9 +209,8 @@ async fn load_or_init_once(
         insert_key(conn, PURPOSE_DATA, 1, &wrapped, provider, now).await?;
         ring.insert(1, key);
     }
-    let index = match index {
-        Some(k) => k,
-        None => {
+    if indexes.is_empty() {
+        {
             let key = DataKey::generate();
             let wrapped = provider
                 .wrap(&key, BLIND_INDEX_WRAP_VERSION)
@@ -184,10 +229,10 @@ async fn load_or_init_once(
                 now,
             )
             .await?;
-            BlindIndexKey::from(key)
+            indexes.insert(0, BlindIndexKey::from(key));
         }
-    };
-    Ok(PhiCipher { ring, index })
+    }
+    Ok(PhiCipher { ring, indexes })
 }
 
 async fn insert_key(
@@ -263,15 +308,15 @@ pub async fn status(
                 .fetch_one(&mut *conn)
                 .await?
         } else {
-            sqlx::query_as("SELECT COUNT(*) FROM patients WHERE key_version IS NOT NULL")
-                .fetch_one(&mut *conn)
-                .await?
+            sqlx::query_as(
+                "SELECT COUNT(*) FROM patients WHERE key_version IS NOT NULL \
+                 AND index_version = $1",
+            )
+            .bind(version)
+            .fetch_one(&mut *conn)
+            .await?
         };
-        let wrap_version = if purpose == PURPOSE_DATA {
-            v
-        } else {
-            BLIND_INDEX_WRAP_VERSION
-        };
+        let wrap_version = wrap_version(&purpose, v)?;
         let unwraps = provider
             .unwrap_recorded(&key_provider, key_id.as_deref(), &wrapped, wrap_version)
             .await
@@ -340,11 +385,7 @@ async fn rewrap_row(
     let (purpose, version, wrapped, wrapped_by, key_id) = row;
     let v = u32::try_from(*version)
         .map_err(|_| StoreError::Corrupt(format!("phi_keys has an invalid version {version}")))?;
-    let wrap_version = if purpose == PURPOSE_DATA {
-        v
-    } else {
-        BLIND_INDEX_WRAP_VERSION
-    };
+    let wrap_version = wrap_version(purpose, v)?;
     let fail = |e: medai_crypto::CryptoError| StoreError::KeyUnwrap {
         purpose: purpose.clone(),
         version: v,
@@ -460,9 +501,80 @@ pub async fn rotate(
     Ok(version)
 }
 
+/// The newest blind-index key version stored (0 before any rotation).
+pub async fn latest_index_version(conn: &mut AnyConnection) -> Result<u32, StoreError> {
+    let (v,): (Option<i64>,) =
+        sqlx::query_as("SELECT MAX(version) FROM phi_keys WHERE purpose = 'blind-index'")
+            .fetch_one(conn)
+            .await?;
+    u32::try_from(v.unwrap_or(0))
+        .map_err(|_| StoreError::Corrupt("phi_keys has an invalid blind-index version".into()))
+}
+
+/// Adds blind-index key version `newest + 1`, wrapped by `provider`: new writes index under it
+/// as soon as each server reloads its keys (on its next request), lookups match it and the
+/// older versions until [`reindex`](crate::patients::reindex) has moved every row and
+/// [`retire_blind_index`] removes the old ones. Returns the new version.
+pub async fn rotate_blind_index(
+    conn: &mut AnyConnection,
+    provider: &dyn KeyProvider,
+    now: i64,
+) -> Result<u32, StoreError> {
+    let newest = latest_index_version(&mut *conn).await?;
+    let version = newest
+        .checked_add(1)
+        .filter(|v| *v < BLIND_INDEX_WRAP_BASE)
+        .ok_or(StoreError::Corrupt(
+            "blind-index key versions are exhausted".into(),
+        ))?;
+    let key = DataKey::generate();
+    let wrapped = provider
+        .wrap(&key, wrap_version(PURPOSE_BLIND_INDEX, version)?)
+        .await
+        .map_err(|e| StoreError::KeyUnwrap {
+            purpose: PURPOSE_BLIND_INDEX.into(),
+            version,
+            detail: e.to_string(),
+        })?;
+    insert_key(conn, PURPOSE_BLIND_INDEX, version, &wrapped, provider, now).await?;
+    Ok(version)
+}
+
+/// Deletes the blind-index keys older than the newest once no patient row is indexed under
+/// them; refuses (naming how many rows remain) before re-indexing has finished. Returns the
+/// versions retired.
+pub async fn retire_blind_index(conn: &mut AnyConnection) -> Result<Vec<u32>, StoreError> {
+    let newest = latest_index_version(&mut *conn).await?;
+    let (left,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM patients WHERE key_version IS NOT NULL AND index_version < $1",
+    )
+    .bind(i64::from(newest))
+    .fetch_one(&mut *conn)
+    .await?;
+    if left > 0 {
+        return Err(StoreError::Schema(format!(
+            "{left} patient row(s) are still indexed under an older blind-index key; run `medai keys rotate --blind-index` to finish re-indexing first"
+        )));
+    }
+    let old: Vec<(i64,)> = sqlx::query_as(
+        "SELECT version FROM phi_keys WHERE purpose = 'blind-index' AND version < $1 ORDER BY version",
+    )
+    .bind(i64::from(newest))
+    .fetch_all(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM phi_keys WHERE purpose = 'blind-index' AND version < $1")
+        .bind(i64::from(newest))
+        .execute(&mut *conn)
+        .await?;
+    Ok(old
+        .into_iter()
+        .filter_map(|(v,)| u32::try_from(v).ok())
+        .collect())
+}
+
 /// The PHI keys of a running server: reloaded from the database when another process (`medai
-/// keys rotate`) has added a data key, so new writes use the new key at once and rows
-/// re-encrypted under it stay readable.
+/// keys rotate`) has added a data key or a blind-index key (or retired one), so new writes use
+/// the new key at once and rows re-encrypted or re-indexed under it stay readable and findable.
 #[derive(Debug)]
 pub struct PhiKeyring {
     current: std::sync::RwLock<std::sync::Arc<PhiCipher>>,
@@ -493,8 +605,16 @@ impl PhiKeyring {
         now: i64,
     ) -> Result<std::sync::Arc<PhiCipher>, StoreError> {
         let cached = self.cached();
-        let stored = latest_data_version(&mut *conn).await?;
-        if stored <= cached.current_version() {
+        let (data, index): (Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT MAX(CASE WHEN purpose = 'data' THEN version END), \
+             MAX(CASE WHEN purpose = 'blind-index' THEN version END) FROM phi_keys",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        let newer_data = data.and_then(|v| u32::try_from(v).ok()) > cached.current_version();
+        let index_changed =
+            index.and_then(|v| u32::try_from(v).ok()).unwrap_or(0) != cached.index_version();
+        if !newer_data && !index_changed {
             return Ok(cached);
         }
         let fresh = std::sync::Arc::new(load_or_init(conn, provider, now).await?);

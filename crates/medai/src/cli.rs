@@ -170,11 +170,19 @@ pub enum KeysCommand {
     /// Add a new data key wrapped by the configured provider (the running server uses it for new
     /// writes at once) and re-wrap every stored key under that provider; with --reencrypt, also
     /// re-encrypt older rows under it.
-    #[command(after_help = "Example:\n  medai keys rotate --reencrypt --batch 500")]
+    #[command(
+        after_help = "Examples:\n  medai keys rotate --reencrypt --batch 500\n  medai keys rotate --blind-index --batch 500"
+    )]
     Rotate {
         /// Also re-encrypt every row sealed under an older data key (as `medai keys reencrypt`).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "blind_index")]
         reencrypt: bool,
+        /// Rotate the blind-index key instead: add a new version (new writes index under it,
+        /// lookups match either version meanwhile) and re-index every patient row under it in
+        /// committed batches while the server keeps serving; run it again to resume. Then
+        /// `medai keys retire-blind-index` removes the old version.
+        #[arg(long)]
+        blind_index: bool,
         /// Rows per committed batch (1–10000).
         #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(i64).range(1..=10_000))]
         batch: i64,
@@ -206,6 +214,10 @@ pub enum KeysCommand {
         #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(i64).range(1..=10_000))]
         batch: i64,
     },
+    /// Delete the blind-index keys older than the newest, once `medai keys rotate --blind-index`
+    /// has re-indexed every patient row (refuses before).
+    #[command(after_help = "Example:\n  medai keys retire-blind-index")]
+    RetireBlindIndex,
 }
 
 #[derive(Subcommand, Debug)]

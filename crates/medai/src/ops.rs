@@ -37,9 +37,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => healthcheck(&cfg, ready, timeout_secs).await,
         Command::Audit(cmd) => crate::audit_ops::run(cfg, cmd).await,
         Command::Keys(KeysCommand::Status) => keys_status(cfg).await,
-        Command::Keys(KeysCommand::Rotate { reencrypt, batch }) => {
-            keys_rotate(cfg, reencrypt, batch).await
-        }
+        Command::Keys(KeysCommand::Rotate {
+            blind_index: true,
+            batch,
+            ..
+        }) => keys_rotate_blind_index(cfg, batch).await,
+        Command::Keys(KeysCommand::Rotate {
+            reencrypt, batch, ..
+        }) => keys_rotate(cfg, reencrypt, batch).await,
+        Command::Keys(KeysCommand::RetireBlindIndex) => keys_retire_blind_index(cfg).await,
         Command::Keys(KeysCommand::Reencrypt { batch }) => keys_reencrypt(cfg, batch).await,
         Command::Keys(KeysCommand::Rewrap {
             to_provider: None, ..
@@ -206,6 +212,83 @@ async fn keys_rotate(cfg: Config, reencrypt: bool, batch: i64) -> anyhow::Result
     if reencrypt {
         keys_reencrypt(cfg, batch).await?;
     }
+    Ok(())
+}
+
+/// Rotates the blind-index key (or resumes an unfinished rotation) and re-indexes every patient
+/// row under the newest version in committed batches.
+#[expect(clippy::print_stdout, reason = "command output")]
+async fn keys_rotate_blind_index(cfg: Config, batch: i64) -> anyhow::Result<()> {
+    use medai_store::phi_keys;
+    let store = bootstrap::connect_current(&cfg).await?;
+    let key = bootstrap::key_provider(&cfg).await?;
+    let now = SystemClock.now();
+    let mut tx = store.begin().await?;
+    let newest = phi_keys::latest_index_version(&mut tx).await?;
+    let left = medai_store::patients::rows_under_older_index(&mut tx, newest).await?;
+    if left > 0 {
+        tx.commit().await.map_err(StoreError::from)?;
+        println!("resuming the rotation to blind-index version {newest}: {left} row(s) left");
+    } else {
+        let version = phi_keys::rotate_blind_index(&mut tx, &*key, now).await?;
+        medai_store::audit::append(
+            &mut tx,
+            &cli_event(now, "keys.rotate_blind_index").detail(&serde_json::json!({
+                "blind_index_version": version,
+                "provider": key.name(),
+            })),
+        )
+        .await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        println!("blind-index key version {version} added; new writes index under it, lookups match every version until the old one is retired");
+    }
+    let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
+    let phi = phi_keys::load_or_init(&mut conn, &*key, now).await?;
+    drop(conn);
+    let newest = phi.index_version();
+    let (mut total, mut stalls) = (0u64, 0u32);
+    loop {
+        let mut tx = store.begin().await?;
+        let n = medai_store::patients::reindex(&mut tx, &phi, batch).await?;
+        let left = medai_store::patients::rows_under_older_index(&mut tx, newest).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        total += n;
+        if left == 0 {
+            break;
+        }
+        stalls = if n == 0 { stalls + 1 } else { 0 };
+        if stalls >= REENCRYPT_STALLS {
+            bail!("{left} row(s) kept changing under re-indexing; run `medai keys rotate --blind-index` again to resume");
+        }
+        println!("re-indexed {total}; {left} left");
+    }
+    let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
+    medai_store::audit::append(
+        &mut conn,
+        &cli_event(SystemClock.now(), "keys.reindex")
+            .detail(&serde_json::json!({ "blind_index_version": newest, "rows": total })),
+    )
+    .await?;
+    drop(conn);
+    store.close().await;
+    println!("re-indexed {total} row(s); every patient is indexed under blind-index version {newest}; `medai keys retire-blind-index` removes the older version(s)");
+    Ok(())
+}
+
+#[expect(clippy::print_stdout, reason = "command output")]
+async fn keys_retire_blind_index(cfg: Config) -> anyhow::Result<()> {
+    let store = bootstrap::connect_current(&cfg).await?;
+    let mut tx = store.begin().await?;
+    let retired = medai_store::phi_keys::retire_blind_index(&mut tx).await?;
+    medai_store::audit::append(
+        &mut tx,
+        &cli_event(SystemClock.now(), "keys.retire_blind_index")
+            .detail(&serde_json::json!({ "retired_versions": retired })),
+    )
+    .await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    store.close().await;
+    println!("retired blind-index key version(s) {retired:?}");
     Ok(())
 }
 
