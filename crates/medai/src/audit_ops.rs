@@ -243,29 +243,44 @@ async fn checkpoint(cfg: &Config) -> anyhow::Result<()> {
         .with_context(|| "the audit signing key (run `medai init` first)")?;
     let placed = audit_log::integrate_all(&store).await?;
     let cp = audit_log::checkpoint(&store, &signer, SystemClock.now()).await?;
-    store.close().await;
-    match cp {
-        Some(cp) => {
-            let mut places = Vec::new();
-            if cfg.audit.directory_sink {
-                let dir = cfg.effective_checkpoint_dir();
-                let path = write_checkpoint(&dir, cp.size, &cp.note)
-                    .with_context(|| format!("checkpoint directory {}", dir.display()))?;
-                places.push(path.display().to_string());
-            }
-            let sinks = medai_kms::sink::connect(&cfg.audit, cfg.keys.effective_timeout()).await?;
-            for sink in sinks {
-                places.push(sink.put(cp.size, &cp.note).await?);
-            }
-            println!(
-                "placed {placed} events; signed checkpoint of tree size {} written to the database and {}",
-                cp.size,
-                places.join(", ")
-            );
-        }
+    // Unchanged tree: the newest stored checkpoint still goes to every sink (a sink configured
+    // since, or one that failed before, receives it; existing objects are left as they are).
+    let (size, note) = match &cp {
+        Some(cp) => (cp.size, cp.note.clone()),
         None => {
-            println!("placed {placed} events; the tree has not grown since the last checkpoint")
+            let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
+            match audit_log::latest_checkpoint(&mut conn).await? {
+                Some(last) => (last.tree_size, last.note),
+                None => {
+                    drop(conn);
+                    store.close().await;
+                    println!("placed {placed} events; the log is empty, nothing to sign");
+                    return Ok(());
+                }
+            }
         }
+    };
+    store.close().await;
+    let mut places = Vec::new();
+    if cfg.audit.directory_sink {
+        let dir = cfg.effective_checkpoint_dir();
+        let path = write_checkpoint(&dir, size, &note)
+            .with_context(|| format!("checkpoint directory {}", dir.display()))?;
+        places.push(path.display().to_string());
+    }
+    let sinks = medai_kms::sink::connect(&cfg.audit, cfg.keys.effective_timeout()).await?;
+    for sink in sinks {
+        places.push(sink.put(size, &note).await?);
+    }
+    let places = places.join(", ");
+    if cp.is_some() {
+        println!(
+            "placed {placed} events; signed checkpoint of tree size {size} written to the database and {places}"
+        );
+    } else {
+        println!(
+            "placed {placed} events; the tree has not grown since the last checkpoint (tree size {size}), which is in {places}"
+        );
     }
     Ok(())
 }

@@ -498,3 +498,84 @@ fn keys_move_from_one_aws_kms_key_to_another_in_one_resumable_step_and_the_old_k
     assert!(!o.status.success());
     assert!(err(&o).contains("--to-key-id"), "{o:?}");
 }
+
+/// `medai audit checkpoint` writes to an S3 bucket with Object Lock, `medai audit verify` reads
+/// the checkpoints back from it, and a bucket without Object Lock is refused.
+#[test]
+fn audit_checkpoints_go_to_an_object_locked_s3_bucket_and_verify_reads_them_back() {
+    let Some(url) = moto() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let suffix = medai_store::testkit::unique_prefix()
+        .trim_start_matches("medai-test:")
+        .trim_end_matches(':')
+        .to_owned();
+    let (locked, unlocked) = (
+        format!("cli-locked-{suffix}"),
+        format!("cli-plain-{suffix}"),
+    );
+    let sink = run(medai_kms::sink::s3::S3Sink::connect(
+        &medai_core::config::S3SinkConfig {
+            bucket: locked.clone(),
+            region: Some("us-east-1".into()),
+            endpoint: Some(url.clone()),
+            force_path_style: true,
+            ..Default::default()
+        },
+        Duration::from_secs(10),
+        Some(medai_kms::aws::StaticCredentials {
+            access_key_id: "testing".into(),
+            secret_access_key: "testing".to_owned().into(),
+        }),
+    ))
+    .unwrap();
+    run(sink
+        .client()
+        .create_bucket()
+        .bucket(&locked)
+        .object_lock_enabled_for_bucket(true)
+        .send())
+    .unwrap();
+    run(sink.client().create_bucket().bucket(&unlocked).send()).unwrap();
+    let with_s3 = |bucket: &str, args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_medai"));
+        c.args(["--data-dir", dir.to_str().unwrap()])
+            .args(args)
+            .env_remove("MEDAI_CONFIG")
+            .env_remove("MEDAI_DATABASE_URL")
+            .env("MEDAI_LOG_FORMAT", "text")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", "/nonexistent")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+            .env("MEDAI_AUDIT__DIRECTORY_SINK", "false")
+            .env("MEDAI_AUDIT__S3__BUCKET", bucket)
+            .env("MEDAI_AUDIT__S3__REGION", "us-east-1")
+            .env("MEDAI_AUDIT__S3__ENDPOINT", &url)
+            .env("MEDAI_AUDIT__S3__FORCE_PATH_STYLE", "true")
+            .env("MEDAI_AUDIT__S3__RETENTION_DAYS", "3");
+        c.output().unwrap()
+    };
+    assert!(medai(&dir, None, &["init"]).status.success());
+    let o = with_s3(&locked, &["audit", "checkpoint"]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(
+        out(&o).contains(&format!("s3://{locked}/medai-audit/checkpoint-")),
+        "{o:?}"
+    );
+    assert!(
+        !dir.join("audit-checkpoints").exists(),
+        "the directory sink is off"
+    );
+    let o = with_s3(&locked, &["audit", "verify"]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(out(&o).contains("and 1 exported ones"), "{o:?}");
+    // The config check prints the sink (endpoints masked like every URL).
+    let o = with_s3(&locked, &["config", "check"]);
+    assert!(out(&o).contains(&locked), "{o:?}");
+    // A bucket without Object Lock is refused before anything is written.
+    let o = with_s3(&unlocked, &["audit", "checkpoint"]);
+    assert!(!o.status.success(), "{o:?}");
+    assert!(err(&o).contains("Object Lock"), "{o:?}");
+}
