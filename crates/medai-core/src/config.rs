@@ -239,15 +239,111 @@ pub struct AuditConfig {
     /// How often a checkpoint of the tree is signed (also at shutdown).
     #[serde(with = "humantime_serde")]
     pub checkpoint_interval: Duration,
-    /// The external checkpoint sink: a directory each signed checkpoint is written to (default
+    /// The directory checkpoint sink: a directory each signed checkpoint is written to (default
     /// `<data_dir>/audit-checkpoints`). Put it on storage the database administrators cannot
-    /// rewrite (another host, or object storage with a retention lock, mounted or synced).
+    /// rewrite (another host), or use an object-storage sink with a retention lock (`[audit.s3]`,
+    /// `[audit.gcs]`).
     pub checkpoint_dir: Option<PathBuf>,
+    /// Whether checkpoints are written to `checkpoint_dir` (default true). Set it to false when
+    /// an object-storage sink replaces the directory; at least one sink must remain.
+    pub directory_sink: bool,
+    /// Amazon S3 checkpoint sink: each checkpoint an object under S3 Object Lock.
+    pub s3: Option<S3SinkConfig>,
+    /// Google Cloud Storage checkpoint sink: each checkpoint an object under a locked bucket
+    /// retention policy or its own locked retention.
+    pub gcs: Option<GcsSinkConfig>,
     /// How often the server re-verifies the whole log.
     #[serde(with = "humantime_serde")]
     pub verify_interval: Duration,
     /// Public key files of signing keys retired by a rotation: their checkpoints still verify.
     pub retired_public_keys: Vec<PathBuf>,
+}
+
+/// The S3 Object Lock retention mode of checkpoint objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetentionMode {
+    /// No one, the account root included, can delete or shorten the retention before it ends.
+    #[default]
+    Compliance,
+    /// Users with `s3:BypassGovernanceRetention` can delete early (for trials of the setup).
+    Governance,
+}
+
+/// Days checkpoints are kept by default: six years, the HIPAA documentation retention period
+/// (45 CFR 164.316(b)(2)), plus a few days.
+pub const DEFAULT_RETENTION_DAYS: u32 = 2200;
+
+/// `[audit.s3]`: an S3 bucket created with Object Lock enabled. Credentials come from the
+/// standard AWS chain, like `[keys.aws]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3SinkConfig {
+    /// The bucket; medai refuses to start if it does not have Object Lock enabled.
+    pub bucket: String,
+    /// Key prefix of the checkpoint objects (default `medai-audit/`).
+    pub prefix: String,
+    /// AWS region; unset uses `AWS_REGION` or the shared config.
+    pub region: Option<String>,
+    /// Endpoint override (a VPC endpoint or an S3-compatible server).
+    #[serde(serialize_with = "mask_plain_url")]
+    pub endpoint: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`), for S3-compatible servers.
+    pub force_path_style: bool,
+    /// `compliance` (default) or `governance`.
+    pub retention_mode: RetentionMode,
+    /// Each object is locked until now + this many days (default 2200).
+    pub retention_days: u32,
+}
+
+impl Default for S3SinkConfig {
+    fn default() -> Self {
+        Self {
+            bucket: String::new(),
+            prefix: "medai-audit/".into(),
+            region: None,
+            endpoint: None,
+            force_path_style: false,
+            retention_mode: RetentionMode::Compliance,
+            retention_days: DEFAULT_RETENTION_DAYS,
+        }
+    }
+}
+
+/// `[audit.gcs]`: a Cloud Storage bucket through the JSON API, with an OAuth2 token from the
+/// metadata server (workload identity on GKE) or a token file, like `[keys.gcp]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GcsSinkConfig {
+    /// The bucket. Without `retention_days` it must have a locked retention policy (checked at
+    /// start); with it, object retention must be enabled on the bucket.
+    pub bucket: String,
+    /// Object name prefix (default `medai-audit/`).
+    pub prefix: String,
+    /// Per-object retention: each object is locked (mode `Locked`) until now + this many days.
+    /// Unset relies on the bucket's locked retention policy.
+    pub retention_days: Option<u32>,
+    /// API base URL (default `https://storage.googleapis.com`).
+    #[serde(serialize_with = "mask_plain_url")]
+    pub endpoint: Option<String>,
+    /// A file holding the OAuth2 access token (re-read before each call).
+    pub token_file: Option<PathBuf>,
+    /// The token endpoint when no `token_file` is set (the metadata server by default).
+    #[serde(serialize_with = "mask_plain_url")]
+    pub token_url: Option<String>,
+}
+
+impl Default for GcsSinkConfig {
+    fn default() -> Self {
+        Self {
+            bucket: String::new(),
+            prefix: "medai-audit/".into(),
+            retention_days: None,
+            endpoint: None,
+            token_file: None,
+            token_url: None,
+        }
+    }
 }
 
 impl Default for AuditConfig {
@@ -256,6 +352,9 @@ impl Default for AuditConfig {
             origin: "medai.local/audit".into(),
             checkpoint_interval: Duration::from_secs(10),
             checkpoint_dir: None,
+            directory_sink: true,
+            s3: None,
+            gcs: None,
             verify_interval: Duration::from_secs(3600),
             retired_public_keys: Vec::new(),
         }
@@ -548,6 +647,7 @@ impl Config {
                 "must be 1 to 200 characters without spaces or '+', e.g. medai.hospital.example/audit",
             ));
         }
+        self.validate_sinks()?;
         if self.listen == self.metrics_listen && self.listen.port() != 0 {
             return Err(err(
                 "metrics_listen",
@@ -623,6 +723,109 @@ impl Config {
             ));
         }
         self.validate_keys()
+    }
+
+    fn validate_sinks(&self) -> Result<(), ConfigError> {
+        let a = &self.audit;
+        if !a.directory_sink && a.s3.is_none() && a.gcs.is_none() {
+            return Err(err(
+                "audit.directory_sink",
+                "may be false only when [audit.s3] or [audit.gcs] is configured (checkpoints need a sink)",
+            ));
+        }
+        let bucket_ok = |b: &str| {
+            (3..=63).contains(&b.len())
+                && b.chars().all(|c| {
+                    c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.' || c == '_'
+                })
+                && b.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && b.ends_with(|c: char| c.is_ascii_alphanumeric())
+        };
+        let prefix_ok = |p: &str| {
+            p.len() <= 512
+                && !p.starts_with('/')
+                && !p.split('/').any(|s| s == "..")
+                && p.chars().all(|c| c.is_ascii_graphic())
+        };
+        let days_ok = |d: u32| (1..=36_500).contains(&d);
+        let url_ok = |v: &str| {
+            (v.starts_with("https://") || v.starts_with("http://"))
+                && !v.contains(char::is_whitespace)
+        };
+        if let Some(s) = &a.s3 {
+            if !bucket_ok(&s.bucket) {
+                return Err(err(
+                    "audit.s3.bucket",
+                    "must be an S3 bucket name (3 to 63 lower-case letters, digits, '-' or '.')",
+                ));
+            }
+            if !prefix_ok(&s.prefix) {
+                return Err(err(
+                    "audit.s3.prefix",
+                    "must be printable ASCII without spaces, a leading '/' or '..'",
+                ));
+            }
+            if !days_ok(s.retention_days) {
+                return Err(err(
+                    "audit.s3.retention_days",
+                    "must be between 1 and 36500",
+                ));
+            }
+            if let Some(r) = &s.region {
+                if r.is_empty()
+                    || !r
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                {
+                    return Err(err("audit.s3.region", "must look like us-east-1"));
+                }
+            }
+            if s.endpoint.as_deref().is_some_and(|e| !url_ok(e)) {
+                return Err(err(
+                    "audit.s3.endpoint",
+                    "must be an https:// (or http://) URL",
+                ));
+            }
+        }
+        if let Some(g) = &a.gcs {
+            if !bucket_ok(&g.bucket) {
+                return Err(err(
+                    "audit.gcs.bucket",
+                    "must be a Cloud Storage bucket name (3 to 63 lower-case letters, digits, '-', '_' or '.')",
+                ));
+            }
+            if !prefix_ok(&g.prefix) {
+                return Err(err(
+                    "audit.gcs.prefix",
+                    "must be printable ASCII without spaces, a leading '/' or '..'",
+                ));
+            }
+            if g.retention_days.is_some_and(|d| !days_ok(d)) {
+                return Err(err(
+                    "audit.gcs.retention_days",
+                    "must be between 1 and 36500",
+                ));
+            }
+            if g.endpoint.as_deref().is_some_and(|e| !url_ok(e)) {
+                return Err(err(
+                    "audit.gcs.endpoint",
+                    "must be an https:// (or http://) URL",
+                ));
+            }
+            if g.token_url.as_deref().is_some_and(|e| !url_ok(e)) {
+                return Err(err(
+                    "audit.gcs.token_url",
+                    "must be an https:// (or http://) URL",
+                ));
+            }
+            if g.token_file
+                .as_ref()
+                .is_some_and(|f| f.as_os_str().is_empty())
+            {
+                return Err(err("audit.gcs.token_file", "must not be empty"));
+            }
+        }
+        Ok(())
     }
 
     fn validate_keys(&self) -> Result<(), ConfigError> {
@@ -1070,6 +1273,81 @@ mod tests {
         // Unknown providers and fields are refused at parse time.
         assert!(keys(serde_json::json!({ "provider": "vault" })).is_err());
         assert!(keys(serde_json::json!({ "aws": { "key_id": "k", "secret": "x" } })).is_err());
+    }
+
+    fn audit(v: serde_json::Value) -> Result<Config, String> {
+        let c: Config =
+            serde_json::from_value(serde_json::json!({ "audit": v })).map_err(|e| e.to_string())?;
+        c.validate().map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+
+    #[test]
+    fn checkpoint_sinks_are_validated_and_their_endpoints_masked() {
+        let c = audit(serde_json::json!({
+            "directory_sink": false,
+            "s3": { "bucket": "medai-audit", "retention_mode": "governance",
+                    "endpoint": "https://u:s3cr3t@s3.internal" },
+            "gcs": { "bucket": "medai_audit", "retention_days": 30,
+                     "token_url": "http://meta/token?sig=abc" }
+        }))
+        .unwrap();
+        let s3 = c.audit.s3.as_ref().unwrap();
+        assert_eq!(s3.retention_mode, RetentionMode::Governance);
+        assert_eq!(s3.retention_days, DEFAULT_RETENTION_DAYS);
+        assert_eq!(s3.prefix, "medai-audit/");
+        let printed = serde_json::to_string(&c).unwrap();
+        assert!(!printed.contains("s3cr3t"), "{printed}");
+        assert!(printed.contains("https://u:****@s3.internal"), "{printed}");
+        for (v, key) in [
+            (
+                serde_json::json!({ "directory_sink": false }),
+                "audit.directory_sink",
+            ),
+            (
+                serde_json::json!({ "s3": { "bucket": "A b" } }),
+                "audit.s3.bucket",
+            ),
+            (
+                serde_json::json!({ "s3": { "bucket": "ok-bucket", "prefix": "/x" } }),
+                "audit.s3.prefix",
+            ),
+            (
+                serde_json::json!({ "s3": { "bucket": "ok-bucket", "prefix": "a/../b" } }),
+                "audit.s3.prefix",
+            ),
+            (
+                serde_json::json!({ "s3": { "bucket": "ok-bucket", "retention_days": 0 } }),
+                "audit.s3.retention_days",
+            ),
+            (
+                serde_json::json!({ "s3": { "bucket": "ok-bucket", "endpoint": "s3.local" } }),
+                "audit.s3.endpoint",
+            ),
+            (
+                serde_json::json!({ "s3": { "bucket": "ok-bucket", "region": "EU" } }),
+                "audit.s3.region",
+            ),
+            (
+                serde_json::json!({ "gcs": { "bucket": "" } }),
+                "audit.gcs.bucket",
+            ),
+            (
+                serde_json::json!({ "gcs": { "bucket": "ok-bucket", "retention_days": 40000 } }),
+                "audit.gcs.retention_days",
+            ),
+            (
+                serde_json::json!({ "gcs": { "bucket": "ok-bucket", "token_url": "meta" } }),
+                "audit.gcs.token_url",
+            ),
+        ] {
+            let e = audit(v.clone()).unwrap_err();
+            assert!(e.contains(&format!("`{key}`")), "{v}: {e}");
+        }
+        assert!(
+            audit(serde_json::json!({ "s3": { "bucket": "b", "retention_mode": "forever" } }))
+                .is_err()
+        );
     }
 
     #[test]

@@ -63,6 +63,41 @@ pub trait KeyProvider: Send + Sync {
     fn wrap<'a>(&'a self, key: &'a DataKey, version: u32) -> ProviderFuture<'a, Vec<u8>>;
     /// Unwraps a key wrapped by [`KeyProvider::wrap`] for `version`.
     fn unwrap<'a>(&'a self, wrapped: &'a [u8], version: u32) -> ProviderFuture<'a, DataKey>;
+    /// The key-encryption key's identifier (a KMS key ARN, alias or resource name), recorded
+    /// beside each key it wraps (`phi_keys.key_id`); `None` for the local key file.
+    fn key_id(&self) -> Option<&str> {
+        None
+    }
+
+    /// Unwraps a key recorded as wrapped by provider `wrapped_by` under key `key_id` (`None`:
+    /// recorded before key ids were, meaning the provider's configured key). A provider that
+    /// can reach other keys of its service with the same credentials (AWS, GCP) overrides this
+    /// to unwrap under the recorded key, so keys stay readable while they move between KMS
+    /// keys; by default another key id is refused with a clear error.
+    fn unwrap_recorded<'a>(
+        &'a self,
+        wrapped_by: &'a str,
+        key_id: Option<&'a str>,
+        wrapped: &'a [u8],
+        version: u32,
+    ) -> ProviderFuture<'a, DataKey> {
+        match key_id {
+            Some(k) if wrapped_by == self.name() && Some(k) != self.key_id() => {
+                let configured = self.name().to_owned();
+                let k = k.to_owned();
+                Box::pin(async move {
+                    Err(CryptoError::Provider {
+                        provider: configured,
+                        detail: format!(
+                            "the key was wrapped under key {k:?}, not the configured one"
+                        ),
+                    })
+                })
+            }
+            _ => self.unwrap_from(wrapped_by, wrapped, version),
+        }
+    }
+
     /// Unwraps a key that the provider named `wrapped_by` wrapped (the name stored beside the
     /// wrapped key). A provider that only knows itself refuses other names with a clear error;
     /// one that routes between providers (while keys move from the local file to a KMS)

@@ -95,6 +95,15 @@ impl AwsKms {
         })
     }
 
+    /// The same client (credentials, region, endpoint) with another KMS key.
+    pub fn with_key_id(&self, key_id: &str) -> Self {
+        Self {
+            client: self.client.clone(),
+            key_id: key_id.to_owned(),
+            timeout: self.timeout,
+        }
+    }
+
     /// The SDK client, e.g. to create a key on a test server.
     pub fn client(&self) -> &aws_sdk_kms::Client {
         &self.client
@@ -200,6 +209,27 @@ impl KeyProvider for AwsKms {
                 .filter(|c| !c.is_empty())
                 .ok_or_else(|| provider_error(NAME, "Encrypt: malformed response (no ciphertext)"))
         })
+    }
+
+    fn key_id(&self) -> Option<&str> {
+        Some(&self.key_id)
+    }
+
+    /// A key recorded under another KMS key of this account is unwrapped with that key (the
+    /// same credentials), so keys stay readable while `medai keys rewrap` moves them.
+    fn unwrap_recorded<'a>(
+        &'a self,
+        wrapped_by: &'a str,
+        key_id: Option<&'a str>,
+        wrapped: &'a [u8],
+        version: u32,
+    ) -> ProviderFuture<'a, DataKey> {
+        match key_id {
+            Some(k) if wrapped_by == NAME && k != self.key_id => {
+                Box::pin(async move { self.with_key_id(k).unwrap(wrapped, version).await })
+            }
+            _ => self.unwrap_from(wrapped_by, wrapped, version),
+        }
     }
 
     fn unwrap<'a>(&'a self, wrapped: &'a [u8], version: u32) -> ProviderFuture<'a, DataKey> {

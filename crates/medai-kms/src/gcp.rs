@@ -24,6 +24,8 @@ const DEFAULT_ENDPOINT: &str = "https://cloudkms.googleapis.com";
 #[derive(Debug)]
 pub struct GcpKms {
     http: Http,
+    endpoint: String,
+    key_name: String,
     key_url: String,
     token: TokenSource,
 }
@@ -48,6 +50,8 @@ impl GcpKms {
         }
         Ok(Self {
             http: Http::new(NAME, timeout)?,
+            endpoint: endpoint.to_owned(),
+            key_name: config.key_name.clone(),
             key_url: format!("{endpoint}/v1/{}", config.key_name),
             token,
         })
@@ -59,11 +63,21 @@ impl GcpKms {
         verb: &str,
         body: serde_json::Value,
     ) -> Result<serde_json::Value, CryptoError> {
+        self.call_key(&self.key_url, what, verb, body).await
+    }
+
+    async fn call_key(
+        &self,
+        key_url: &str,
+        what: &str,
+        verb: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, CryptoError> {
         let token = self.token.token(&self.http).await?;
         let req = self
             .http
             .client()
-            .post(format!("{}:{verb}", self.key_url))
+            .post(format!("{key_url}:{verb}"))
             .bearer_auth(token.as_str())
             .json(&body);
         self.http.json(what, req).await
@@ -94,14 +108,47 @@ impl KeyProvider for GcpKms {
         })
     }
 
+    fn key_id(&self) -> Option<&str> {
+        Some(&self.key_name)
+    }
+
+    /// A key recorded under another Cloud KMS key is unwrapped with that key (same endpoint
+    /// and token), so keys stay readable while `medai keys rewrap` moves them.
+    fn unwrap_recorded<'a>(
+        &'a self,
+        wrapped_by: &'a str,
+        key_id: Option<&'a str>,
+        wrapped: &'a [u8],
+        version: u32,
+    ) -> ProviderFuture<'a, DataKey> {
+        match key_id {
+            Some(k) if wrapped_by == NAME && k != self.key_name => Box::pin(async move {
+                self.decrypt_with(&format!("{}/v1/{k}", self.endpoint), wrapped, version)
+                    .await
+            }),
+            _ => self.unwrap_from(wrapped_by, wrapped, version),
+        }
+    }
+
     fn unwrap<'a>(&'a self, wrapped: &'a [u8], version: u32) -> ProviderFuture<'a, DataKey> {
-        Box::pin(async move {
+        Box::pin(async move { self.decrypt_with(&self.key_url, wrapped, version).await })
+    }
+}
+
+impl GcpKms {
+    async fn decrypt_with(
+        &self,
+        key_url: &str,
+        wrapped: &[u8],
+        version: u32,
+    ) -> Result<DataKey, CryptoError> {
+        {
             let what = "decrypt";
             let body = serde_json::json!({
                 "ciphertext": STANDARD.encode(wrapped),
                 "additionalAuthenticatedData": STANDARD.encode(binding(version)),
             });
-            let mut v = self.call(what, "decrypt", body).await?;
+            let mut v = self.call_key(key_url, what, "decrypt", body).await?;
             let b64 = Zeroizing::new(field(NAME, what, &v, "plaintext")?.to_owned());
             if let Some(p) = v.get_mut("plaintext") {
                 *p = serde_json::Value::Null;
@@ -113,6 +160,6 @@ impl KeyProvider for GcpKms {
                 )
             })?);
             data_key(NAME, raw)
-        })
+        }
     }
 }

@@ -45,6 +45,21 @@ impl Http {
         what: &str,
         req: reqwest::RequestBuilder,
     ) -> Result<serde_json::Value, CryptoError> {
+        let body = self.bytes(what, req).await?;
+        serde_json::from_slice(&body).map_err(|_| {
+            provider_error(
+                self.provider,
+                format!("{what}: malformed response (not JSON)"),
+            )
+        })
+    }
+
+    /// Sends `req` and returns the body of a 2xx answer; errors as [`Http::json`].
+    pub(crate) async fn bytes(
+        &self,
+        what: &str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<bytes::Bytes, CryptoError> {
         let resp = req.send().await.map_err(|e| self.transport(what, &e))?;
         let status = resp.status();
         let body = resp.bytes().await.map_err(|e| self.transport(what, &e))?;
@@ -55,6 +70,7 @@ impl Http {
                 403 => "permission denied",
                 404 => "not found (check the key name, version and endpoint)",
                 400 => "request rejected (a wrapped key that is corrupt or bound to another key, version or purpose is refused like this)",
+                412 => "precondition failed (the object already exists)",
                 429 => "rate limited",
                 _ => "failed",
             };
@@ -63,12 +79,7 @@ impl Http {
                 format!("{what}: {kind} (HTTP {}){message}", status.as_u16()),
             ));
         }
-        serde_json::from_slice(&body).map_err(|_| {
-            provider_error(
-                self.provider,
-                format!("{what}: malformed response (not JSON)"),
-            )
-        })
+        Ok(body)
     }
 
     fn transport(&self, what: &str, e: &reqwest::Error) -> CryptoError {

@@ -10,6 +10,9 @@
 //! another version does not unwrap. Unwrapped keys and bearer tokens are zeroised on drop and
 //! never printed.
 //!
+//! The [`sink`] module writes signed audit checkpoints to object storage with a retention lock
+//! (S3 Object Lock, Cloud Storage retention), reusing the same SDK, HTTP and token code.
+//!
 //! [`ConfiguredProvider`] is what the server and CLI use: the provider chosen by `[keys]`, with
 //! the local key file kept for keys it wrapped before a move to a KMS (`medai keys rewrap`).
 
@@ -17,6 +20,7 @@ pub mod aws;
 pub mod azure;
 pub mod gcp;
 mod http;
+pub mod sink;
 mod token;
 
 use medai_core::config::{KeyProviderKind, KeysConfig};
@@ -26,9 +30,10 @@ use medai_crypto::{CryptoError, MasterKey};
 /// The name of the local key file provider in `phi_keys.provider`.
 pub const LOCAL_FILE: &str = "local-file";
 
-/// What a wrapped key is: the blind-index key is wrapped as version 0, data keys from 1.
+/// What a wrapped key is: the first blind-index key is wrapped as version 0, later ones as
+/// 2^31 + their version (`medai_store::phi_keys`), data keys from 1.
 pub(crate) fn purpose_of(version: u32) -> &'static str {
-    if version == 0 {
+    if version == 0 || version >= 1 << 31 {
         "blind-index"
     } else {
         "data"
@@ -144,9 +149,23 @@ impl KeyProvider for ConfiguredProvider {
         self.primary.unwrap(wrapped, version)
     }
 
+    fn key_id(&self) -> Option<&str> {
+        self.primary.key_id()
+    }
+
     fn unwrap_from<'a>(
         &'a self,
         wrapped_by: &'a str,
+        wrapped: &'a [u8],
+        version: u32,
+    ) -> ProviderFuture<'a, DataKey> {
+        self.unwrap_recorded(wrapped_by, None, wrapped, version)
+    }
+
+    fn unwrap_recorded<'a>(
+        &'a self,
+        wrapped_by: &'a str,
+        key_id: Option<&'a str>,
         wrapped: &'a [u8],
         version: u32,
     ) -> ProviderFuture<'a, DataKey> {
@@ -154,7 +173,9 @@ impl KeyProvider for ConfiguredProvider {
             Some(local) if wrapped_by == LOCAL_FILE && self.primary.name() != LOCAL_FILE => {
                 local.unwrap(wrapped, version)
             }
-            _ => self.primary.unwrap_from(wrapped_by, wrapped, version),
+            _ => self
+                .primary
+                .unwrap_recorded(wrapped_by, key_id, wrapped, version),
         }
     }
 }

@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const GCP_KEY: &str = "projects/p1/locations/global/keyRings/ring/cryptoKeys/phi";
+const GCP_KEY_2: &str = "projects/p1/locations/global/keyRings/ring/cryptoKeys/phi-2026";
 const TOKEN: &str = "ya29.fixture-token-7f3a";
 
 /// How the fixture answers.
@@ -140,18 +141,20 @@ async fn gcp(
     let Some((key, verb)) = rest.rsplit_once(':') else {
         return error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such method");
     };
-    if key != GCP_KEY {
-        return error(StatusCode::NOT_FOUND, "NOT_FOUND", "CryptoKey not found.");
-    }
+    // Two keys of the key ring, each with its own key material.
+    let kek = match key {
+        GCP_KEY => &f.keys["v1"],
+        GCP_KEY_2 => &f.keys["v3"],
+        _ => return error(StatusCode::NOT_FOUND, "NOT_FOUND", "CryptoKey not found."),
+    };
     let aad = b64(&body, "additionalAuthenticatedData").unwrap_or_default();
-    let kek = &f.keys["v1"];
     match verb {
         "encrypt" => {
             let Some(plain) = b64(&body, "plaintext") else {
                 return error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "plaintext");
             };
             Json(json!({
-                "name": format!("{GCP_KEY}/cryptoKeyVersions/1"),
+                "name": format!("{key}/cryptoKeyVersions/1"),
                 "ciphertext": STANDARD.encode(kek.seal(&plain, &aad)),
                 "protectionLevel": "SOFTWARE",
             }))
@@ -594,4 +597,36 @@ async fn configured_provider_keeps_the_local_file_for_keys_it_wrapped() {
         "ConfiguredProvider { provider: \"gcp-kms\", local_file_fallback: true }"
     );
     drop(f);
+}
+
+#[tokio::test]
+async fn gcp_unwraps_a_key_recorded_under_another_key_of_the_ring_with_that_key() {
+    let (f, base) = start().await;
+    let tf = token_file();
+    let old = GcpKms::new(&gcp_config(&base, Some(tf.path())), Duration::from_secs(5)).unwrap();
+    let mut cfg = gcp_config(&base, Some(tf.path()));
+    cfg.key_name = GCP_KEY_2.into();
+    let new = GcpKms::new(&cfg, Duration::from_secs(5)).unwrap();
+    assert_eq!(old.key_id(), Some(GCP_KEY));
+    assert_eq!(new.key_id(), Some(GCP_KEY_2));
+    let dek = DataKey::generate();
+    let wrapped = old.wrap(&dek, 2).await.unwrap();
+    // The configured key cannot open it; the recorded key can, through the same client.
+    assert!(new.unwrap(&wrapped, 2).await.is_err());
+    let back = new
+        .unwrap_recorded("gcp-kms", Some(GCP_KEY), &wrapped, 2)
+        .await
+        .unwrap();
+    assert_eq!(back.expose(), dek.expose());
+    let (path, _, _) = f.last();
+    assert_eq!(path, format!("{GCP_KEY}:decrypt"));
+    // Recorded as another provider's, or bound to another version: refused.
+    assert!(new
+        .unwrap_recorded("aws-kms", Some(GCP_KEY), &wrapped, 2)
+        .await
+        .is_err());
+    assert!(new
+        .unwrap_recorded("gcp-kms", Some(GCP_KEY), &wrapped, 3)
+        .await
+        .is_err());
 }

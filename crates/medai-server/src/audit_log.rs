@@ -1,17 +1,23 @@
 //! The audit log's moving parts in a running server: the group-committing appender, the
 //! integrator that places committed events in the Merkle tree, the checkpointer that signs a
 //! checkpoint every `audit.checkpoint_interval` (and at shutdown) into the database and the
-//! external checkpoint directory, and the periodic verifier whose result feeds metrics and
-//! `GET /api/v1/audit/status`.
+//! external checkpoint sinks (the directory, and S3 or Cloud Storage with a retention lock),
+//! and the periodic verifier whose result feeds metrics and `GET /api/v1/audit/status`.
+//!
+//! A sink that fails never loses the checkpoint: it is committed to the database first, the
+//! failure is counted in `medai_audit_log_errors_total`, and the next tick delivers the newest
+//! checkpoint to every sink that has not received it.
 
 use crate::metrics::AuditMetrics;
 use medai_audit::{CheckpointSigner, CheckpointVerifier, SignedCheckpoint};
 use medai_core::audit::AuditEvent;
 use medai_core::Clock;
+use medai_kms::sink::CheckpointSink;
 use medai_store::audit_log::{self, Appender, VerifyFrom};
 use medai_store::{Store, StoreError};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -23,16 +29,44 @@ pub struct AuditLog {
     appender: Appender,
     notify: Arc<Notify>,
     signer: Arc<CheckpointSigner>,
-    checkpoint_dir: PathBuf,
+    sinks: Arc<Sinks>,
     store: Store,
     metrics: AuditMetrics,
     retired: Arc<Vec<String>>,
 }
 
+/// The checkpoint sinks and the newest tree size each has received.
+#[derive(Debug, Default)]
+pub struct Sinks {
+    dir: PathBuf,
+    directory: bool,
+    objects: Vec<Arc<dyn CheckpointSink>>,
+    delivered: Vec<AtomicU64>,
+}
+
+impl Sinks {
+    /// The directory sink `dir` (written when `directory` is true) and the object-storage
+    /// sinks.
+    pub fn new(dir: PathBuf, directory: bool, objects: Vec<Arc<dyn CheckpointSink>>) -> Self {
+        let delivered = objects.iter().map(|_| AtomicU64::new(0)).collect();
+        Self {
+            dir,
+            directory,
+            objects,
+            delivered,
+        }
+    }
+
+    /// Only the checkpoint directory `dir`.
+    pub fn directory_only(dir: PathBuf) -> Self {
+        Self::new(dir, true, Vec::new())
+    }
+}
+
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuditLog")
-            .field("checkpoint_dir", &self.checkpoint_dir)
+            .field("sinks", &self.sinks)
             .finish_non_exhaustive()
     }
 }
@@ -52,7 +86,7 @@ impl AuditLog {
         store: Store,
         signer: CheckpointSigner,
         retired: Vec<String>,
-        checkpoint_dir: PathBuf,
+        sinks: Sinks,
         clock: Arc<dyn Clock>,
         metrics: AuditMetrics,
         every: Intervals,
@@ -63,7 +97,7 @@ impl AuditLog {
             appender,
             notify,
             signer: Arc::new(signer),
-            checkpoint_dir,
+            sinks: Arc::new(sinks),
             store,
             metrics,
             retired: Arc::new(retired),
@@ -154,33 +188,82 @@ impl AuditLog {
         Ok(n)
     }
 
-    /// Integrates, signs a checkpoint if the tree grew, and writes it to the checkpoint
-    /// directory.
+    /// Integrates, signs a checkpoint if the tree grew (committed to the database), and writes
+    /// it to every checkpoint sink. When the tree has not grown, the newest checkpoint goes to
+    /// any sink that has not received it (one that failed earlier). A sink failure is counted
+    /// and logged and does not undo the database checkpoint; the first one is returned after
+    /// every sink was tried.
     pub async fn checkpoint(&self, now: i64) -> Result<Option<SignedCheckpoint>, StoreError> {
         self.integrate().await?;
         let cp = audit_log::checkpoint(&self.store, &self.signer, now).await?;
-        let sink_err = |e: std::io::Error| {
-            StoreError::Corrupt(format!(
-                "checkpoint directory {}: {e}",
-                self.checkpoint_dir.display()
-            ))
-        };
-        match &cp {
+        let (size, note) = match &cp {
             Some(cp) => {
                 self.metrics.checkpoints.inc();
-                write_checkpoint(&self.checkpoint_dir, cp.size, &cp.note).map_err(sink_err)?;
+                (cp.size, cp.note.clone())
             }
             None => {
-                // The tree has not grown: make sure the newest checkpoint reached the sink (a
-                // write that failed earlier is retried here).
                 let mut c = self.store.pool().acquire().await?;
-                if let Some(last) = audit_log::latest_checkpoint(&mut c).await? {
-                    write_checkpoint(&self.checkpoint_dir, last.tree_size, &last.note)
-                        .map_err(sink_err)?;
+                match audit_log::latest_checkpoint(&mut c).await? {
+                    Some(last) => (last.tree_size, last.note),
+                    None => return Ok(None),
+                }
+            }
+        };
+        match self.deliver(size, &note).await {
+            Some(first) => Err(first),
+            None => Ok(cp),
+        }
+    }
+
+    /// Writes the checkpoint to each sink that has not received it; returns the first failure
+    /// (each one is counted in `log_errors` and logged).
+    async fn deliver(&self, size: u64, note: &str) -> Option<StoreError> {
+        let mut first = None;
+        let mut fail = |e: StoreError| {
+            self.metrics.log_errors.inc();
+            tracing::warn!(target: "security", error = %e, tree_size = size, "checkpoint sink write failed; the checkpoint is in the database and is retried");
+            first.get_or_insert(e);
+        };
+        if self.sinks.directory {
+            if let Err(e) = write_checkpoint(&self.sinks.dir, size, note) {
+                fail(StoreError::Corrupt(format!(
+                    "checkpoint directory {}: {e}",
+                    self.sinks.dir.display()
+                )));
+            }
+        }
+        for (sink, delivered) in self.sinks.objects.iter().zip(&self.sinks.delivered) {
+            if delivered.load(Ordering::Acquire) >= size {
+                continue;
+            }
+            match sink.put(size, note).await {
+                Ok(_) => {
+                    delivered.fetch_max(size, Ordering::AcqRel);
+                }
+                Err(e) => fail(StoreError::Corrupt(e.to_string())),
+            }
+        }
+        first
+    }
+
+    /// Every checkpoint in the sinks, as (location, note): the directory's files and each
+    /// object-storage sink's objects. A sink that cannot be read is counted and skipped.
+    pub async fn exported_checkpoints(&self) -> Vec<(String, String)> {
+        let mut out = if self.sinks.directory {
+            read_checkpoint_dir(&self.sinks.dir).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        for sink in &self.sinks.objects {
+            match sink.read_all().await {
+                Ok(v) => out.extend(v),
+                Err(e) => {
+                    self.metrics.log_errors.inc();
+                    tracing::warn!(target: "security", error = %e, "reading checkpoints back from a sink failed");
                 }
             }
         }
-        Ok(cp)
+        out
     }
 
     /// Verifies the whole log against the stored and exported checkpoints, records the result
@@ -192,7 +275,7 @@ impl AuditLog {
             .map(CheckpointVerifier::new)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let extra = read_checkpoint_dir(&self.checkpoint_dir).unwrap_or_default();
+        let extra = self.exported_checkpoints().await;
         let report = audit_log::verify(&self.store, &keys, VerifyFrom::default(), extra).await?;
         let mut c = self.store.pool().acquire().await?;
         audit_log::record_verification(&mut c, now, &report).await?;
@@ -212,9 +295,9 @@ impl AuditLog {
         self.signer.verifier_key()
     }
 
-    /// Where checkpoints are written.
+    /// The checkpoint directory (written to unless `audit.directory_sink` is false).
     pub fn checkpoint_dir(&self) -> &Path {
-        &self.checkpoint_dir
+        &self.sinks.dir
     }
 }
 

@@ -2,7 +2,7 @@
 //! the first administrator's setup link, and the application state.
 
 use crate::accounts::setup_link_if_needed;
-use crate::audit_log::{AuditLog, Intervals};
+use crate::audit_log::{AuditLog, Intervals, Sinks};
 use crate::metrics::Metrics;
 use crate::state::{AppState, Shared};
 use medai_core::config::Config;
@@ -41,6 +41,9 @@ pub enum BootError {
     /// Password hashing parameters were rejected.
     #[error("auth.argon2: {0}")]
     Hasher(String),
+    /// An object-storage checkpoint sink is unreachable or its bucket has no retention lock.
+    #[error(transparent)]
+    Sink(#[from] medai_kms::sink::SinkError),
     /// The assistant's models or rules could not be set up.
     #[error(transparent)]
     Assistant(#[from] crate::assistant::AssistantError),
@@ -231,17 +234,44 @@ pub async fn state(
         }
         None => Ephemeral::memory(),
     };
-    state_with(config, prepared.store, prepared.key, ephemeral, clock)
+    let objects = medai_kms::sink::connect(&config.audit, config.keys.effective_timeout()).await?;
+    let sinks = Sinks::new(
+        config.effective_checkpoint_dir(),
+        config.audit.directory_sink,
+        objects,
+    );
+    state_with_sinks(
+        config,
+        prepared.store,
+        prepared.key,
+        ephemeral,
+        clock,
+        sinks,
+    )
 }
 
 /// Builds the state from parts (tests choose their own session store and clock) and starts the
-/// audit log's background tasks; call it inside the runtime.
+/// audit log's background tasks, with the checkpoint directory as the only sink; call it inside
+/// the runtime.
 pub fn state_with(
     config: Config,
     store: Store,
     key: Keys,
     ephemeral: Ephemeral,
     clock: Arc<dyn Clock>,
+) -> Result<AppState, BootError> {
+    let sinks = Sinks::directory_only(config.effective_checkpoint_dir());
+    state_with_sinks(config, store, key, ephemeral, clock, sinks)
+}
+
+/// [`state_with`] with the given checkpoint sinks (connected and checked by the caller).
+pub fn state_with_sinks(
+    config: Config,
+    store: Store,
+    key: Keys,
+    ephemeral: Ephemeral,
+    clock: Arc<dyn Clock>,
+    sinks: Sinks,
 ) -> Result<AppState, BootError> {
     let hasher =
         PasswordHasher::new(config.auth.argon2).map_err(|e| BootError::Hasher(e.to_string()))?;
@@ -263,7 +293,7 @@ pub fn state_with(
         store.clone(),
         signer,
         retired,
-        config.effective_checkpoint_dir(),
+        sinks,
         clock.clone(),
         metrics.audit.clone(),
         Intervals {

@@ -112,6 +112,7 @@ struct Sealed {
     date_of_birth_index: String,
     name_tokens: BTreeSet<String>,
     key_version: i64,
+    index_version: i64,
 }
 
 fn seal(phi: &PhiCipher, id: &str, d: &Demographics) -> Result<Sealed, StoreError> {
@@ -131,7 +132,36 @@ fn seal(phi: &PhiCipher, id: &str, d: &Demographics) -> Result<Sealed, StoreErro
             .map(|g| phi.index_token("name", g))
             .collect(),
         key_version: i64::from(key_version),
+        index_version: i64::from(phi.index_version()),
     })
+}
+
+/// While a blind-index rotation is under way, the MRN's UNIQUE index only compares tokens of
+/// one version: refuse an MRN that another row holds under an older version.
+async fn check_mrn_free(
+    conn: &mut AnyConnection,
+    phi: &PhiCipher,
+    id: &str,
+    mrn: &str,
+) -> Result<(), StoreError> {
+    let older: Vec<String> = phi.index_tokens("mrn", mrn).into_iter().skip(1).collect();
+    if older.is_empty() {
+        return Ok(());
+    }
+    let ps: Vec<String> = (0..older.len()).map(|i| format!("${}", i + 2)).collect();
+    let sql = format!(
+        "SELECT COUNT(*) FROM patients WHERE id <> $1 AND mrn_index IN ({})",
+        ps.join(", ")
+    );
+    let mut q = sqlx::query_as::<_, (i64,)>(&sql).bind(id);
+    for t in older {
+        q = q.bind(t);
+    }
+    let (n,) = q.fetch_one(&mut *conn).await?;
+    if n > 0 {
+        return Err(StoreError::Conflict("mrn"));
+    }
+    Ok(())
 }
 
 fn full_name(given: &str, family: &str) -> String {
@@ -173,7 +203,8 @@ async fn write_sealed(
     let r = sqlx::query(
         "UPDATE patients SET mrn = $1, given_name = '', family_name = '', date_of_birth = '', \
          mrn_enc = $2, given_name_enc = $3, family_name_enc = $4, date_of_birth_enc = $5, \
-         mrn_index = $6, date_of_birth_index = $7, key_version = $8 WHERE id = $1",
+         mrn_index = $6, date_of_birth_index = $7, key_version = $8, index_version = $9 \
+         WHERE id = $1",
     )
     .bind(id)
     .bind(sealed.mrn.clone())
@@ -183,6 +214,7 @@ async fn write_sealed(
     .bind(&sealed.mrn_index)
     .bind(&sealed.date_of_birth_index)
     .bind(sealed.key_version)
+    .bind(sealed.index_version)
     .execute(&mut *conn)
     .await
     .map_err(|e| StoreError::unique(e, "mrn"))?;
@@ -223,12 +255,13 @@ pub async fn insert(
     now: i64,
 ) -> Result<(), StoreError> {
     let sealed = seal(phi, id, d)?;
+    check_mrn_free(conn, phi, id, &d.mrn).await?;
     // One statement: a refused MRN leaves no row behind.
     sqlx::query(
         "INSERT INTO patients (id, mrn, given_name, family_name, date_of_birth, sex, created_at, \
          updated_at, mrn_enc, given_name_enc, family_name_enc, date_of_birth_enc, mrn_index, \
-         date_of_birth_index, key_version) \
-         VALUES ($1, $1, '', '', '', $2, $3, $3, $4, $5, $6, $7, $8, $9, $10)",
+         date_of_birth_index, key_version, index_version) \
+         VALUES ($1, $1, '', '', '', $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(id)
     .bind(d.sex.as_str())
@@ -240,6 +273,7 @@ pub async fn insert(
     .bind(&sealed.mrn_index)
     .bind(&sealed.date_of_birth_index)
     .bind(sealed.key_version)
+    .bind(sealed.index_version)
     .execute(&mut *conn)
     .await
     .map_err(|e| StoreError::unique(e, "mrn"))?;
@@ -255,12 +289,13 @@ pub async fn update(
     now: i64,
 ) -> Result<(), StoreError> {
     let sealed = seal(phi, id, d)?;
+    check_mrn_free(conn, phi, id, &d.mrn).await?;
     // One statement: a refused MRN changes nothing.
     let r = sqlx::query(
         "UPDATE patients SET sex = $2, updated_at = $3, mrn = $1, given_name = '', \
          family_name = '', date_of_birth = '', mrn_enc = $4, given_name_enc = $5, \
          family_name_enc = $6, date_of_birth_enc = $7, mrn_index = $8, \
-         date_of_birth_index = $9, key_version = $10 WHERE id = $1",
+         date_of_birth_index = $9, key_version = $10, index_version = $11 WHERE id = $1",
     )
     .bind(id)
     .bind(d.sex.as_str())
@@ -272,6 +307,7 @@ pub async fn update(
     .bind(&sealed.mrn_index)
     .bind(&sealed.date_of_birth_index)
     .bind(sealed.key_version)
+    .bind(sealed.index_version)
     .execute(&mut *conn)
     .await
     .map_err(|e| StoreError::unique(e, "mrn"))?;
@@ -432,16 +468,22 @@ pub async fn search(
         n += 1;
         format!("${n}")
     };
-    if s.mrn.is_some() {
-        sql += &format!(" AND mrn_index = {}", next());
+    let mrn_tokens: Vec<String> = s
+        .mrn
+        .as_deref()
+        .map(|m| phi.index_tokens("mrn", m))
+        .unwrap_or_default();
+    if !mrn_tokens.is_empty() {
+        let ps: Vec<String> = mrn_tokens.iter().map(|_| next()).collect();
+        sql += &format!(" AND mrn_index IN ({})", ps.join(", "));
     }
     let query = s.name.as_deref().map(str::to_lowercase);
-    let grams: Vec<String> = query
-        .as_deref()
-        .map(query_grams)
-        .unwrap_or_default()
+    // Each row's name tokens are all of one blind-index version: it matches when every gram
+    // matches under that version, so tokens of every loaded version are offered.
+    let query_gram_set = query.as_deref().map(query_grams).unwrap_or_default();
+    let grams: Vec<String> = query_gram_set
         .iter()
-        .map(|g| phi.index_token("name", g))
+        .flat_map(|g| phi.index_tokens("name", g))
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
@@ -451,11 +493,16 @@ pub async fn search(
             " AND id IN (SELECT patient_id FROM patient_name_index WHERE token IN ({}) \
              GROUP BY patient_id HAVING COUNT(*) = {})",
             ps.join(", "),
-            grams.len()
+            query_gram_set.len()
         );
     }
-    if s.date_of_birth.is_some() {
-        sql += &format!(" AND date_of_birth_index = {}", next());
+    let dob_tokens: Vec<String> = s
+        .date_of_birth
+        .map(|d| phi.index_tokens("date_of_birth", &format_date(d)))
+        .unwrap_or_default();
+    if !dob_tokens.is_empty() {
+        let ps: Vec<String> = dob_tokens.iter().map(|_| next()).collect();
+        sql += &format!(" AND date_of_birth_index IN ({})", ps.join(", "));
     }
     if s.sex.is_some() {
         sql += &format!(" AND sex = {}", next());
@@ -468,14 +515,14 @@ pub async fn search(
         );
     }
     let mut q = sqlx::query_as::<_, Row>(&sql);
-    if let Some(m) = &s.mrn {
-        q = q.bind(phi.index_token("mrn", m));
+    for t in &mrn_tokens {
+        q = q.bind(t.clone());
     }
     for g in &grams {
         q = q.bind(g.clone());
     }
-    if let Some(d) = s.date_of_birth {
-        q = q.bind(phi.index_token("date_of_birth", &format_date(d)));
+    for t in &dob_tokens {
+        q = q.bind(t.clone());
     }
     if let Some(x) = s.sex {
         q = q.bind(x.as_str());
@@ -583,6 +630,71 @@ pub async fn reencrypt(
         .await?;
         n += done.rows_affected();
     }
+    Ok(n)
+}
+
+/// Re-indexes up to `batch` patient rows whose blind indexes (MRN, date of birth, name tokens)
+/// were computed under a blind-index key older than `phi`'s newest, in the caller's
+/// transaction. A row changed by someone else since it was read (the server keeps serving) is
+/// left alone: that writer indexed it under the newest key, or the next batch picks it up.
+/// Returns how many rows it re-indexed; call until it returns 0. Each batch commits on its own,
+/// so an interrupted run resumes where it stopped.
+pub async fn reindex(
+    conn: &mut AnyConnection,
+    phi: &PhiCipher,
+    batch: i64,
+) -> Result<u64, StoreError> {
+    let newest = i64::from(phi.index_version());
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM patients WHERE key_version IS NOT NULL AND index_version < $1 \
+         ORDER BY id LIMIT $2"
+    ))
+    .bind(newest)
+    .bind(batch)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut n = 0;
+    for r in rows {
+        let seen = r.given_name_enc.clone().unwrap_or_default();
+        let p = r.into_patient(phi, Vec::new())?;
+        let d = &p.demographics;
+        let dob = format_date(d.date_of_birth);
+        let tokens: BTreeSet<String> =
+            name_grams(&full_name(d.given_name.trim(), d.family_name.trim()))
+                .iter()
+                .map(|g| phi.index_token("name", g))
+                .collect();
+        let done = sqlx::query(
+            "UPDATE patients SET mrn_index = $2, date_of_birth_index = $3, index_version = $4 \
+             WHERE id = $1 AND given_name_enc = $5 AND index_version < $4",
+        )
+        .bind(&p.id)
+        .bind(phi.index_token("mrn", &d.mrn))
+        .bind(phi.index_token("date_of_birth", &dob))
+        .bind(newest)
+        .bind(seen)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| StoreError::unique(e, "mrn"))?;
+        if done.rows_affected() == 1 {
+            write_name_tokens(conn, &p.id, &tokens).await?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Patient rows indexed under a blind-index key older than `newest`.
+pub async fn rows_under_older_index(
+    conn: &mut AnyConnection,
+    newest: u32,
+) -> Result<i64, StoreError> {
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM patients WHERE key_version IS NOT NULL AND index_version < $1",
+    )
+    .bind(i64::from(newest))
+    .fetch_one(conn)
+    .await?;
     Ok(n)
 }
 

@@ -1160,3 +1160,202 @@ async fn rotation_and_batched_reencryption_with_a_concurrent_writer_lose_nothing
         );
     }
 }
+
+#[tokio::test]
+async fn blind_index_rotation_reindexes_under_a_concurrent_writer_and_search_finds_the_patient_throughout(
+) {
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use std::sync::Arc;
+    for kind in backends() {
+        let (store, _db) = migrated_store(kind).await.unwrap();
+        let master = Arc::new(medai_crypto::MasterKey::generate());
+        let mut c = store.pool().acquire().await.unwrap();
+        let phi = phi_keys::load_or_init(&mut c, &*master, 1).await.unwrap();
+        assert_eq!(phi.index_version(), 0);
+        let target = new_id();
+        patients::insert(&mut c, &phi, &target, &demo("MRN-T", "Ada", "Lovelace"), 1)
+            .await
+            .unwrap();
+        let mut ids = Vec::new();
+        for i in 0..24 {
+            let id = new_id();
+            patients::insert(
+                &mut c,
+                &phi,
+                &id,
+                &demo(&format!("B-{i}"), "Given", &format!("Fam{i}")),
+                1,
+            )
+            .await
+            .unwrap();
+            ids.push(id);
+        }
+        drop(c);
+        let keyring = Arc::new(phi_keys::PhiKeyring::new(phi));
+
+        let mut tx = store.begin().await.unwrap();
+        assert_eq!(
+            phi_keys::rotate_blind_index(&mut tx, &*master, 2)
+                .await
+                .unwrap(),
+            1
+        );
+        tx.commit().await.unwrap();
+        // Before any row is re-indexed, the old version cannot be retired.
+        let mut c = store.pool().acquire().await.unwrap();
+        let e = phi_keys::retire_blind_index(&mut c).await.unwrap_err();
+        assert!(e.to_string().contains("still indexed"), "{kind:?}: {e}");
+        let fresh = keyring.current(&mut c, &*master, 2).await.unwrap();
+        assert_eq!(fresh.index_versions(), vec![0, 1], "{kind:?}");
+        // An MRN held by a row still indexed under version 0 is refused under version 1.
+        let e = patients::insert(&mut c, &fresh, &new_id(), &demo("b-3", "X", "Y"), 2)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::Conflict("mrn")), "{kind:?}: {e:?}");
+        drop(c);
+
+        // The server keeps writing (new patients, renames) and searching while rows move.
+        let stop = Arc::new(AtomicBool::new(false));
+        let searches = Arc::new(AtomicU32::new(0));
+        let writer = {
+            let (store, keyring, master, ids) =
+                (store.clone(), keyring.clone(), master.clone(), ids.clone());
+            tokio::spawn(async move {
+                let mut added = Vec::new();
+                for round in 0..30 {
+                    let mut tx = store.begin().await.unwrap();
+                    let phi = keyring.current(&mut tx, &*master, 3).await.unwrap();
+                    let id = new_id();
+                    patients::insert(
+                        &mut tx,
+                        &phi,
+                        &id,
+                        &demo(&format!("N-{round}"), "New", &format!("Writer{round}")),
+                        3,
+                    )
+                    .await
+                    .unwrap();
+                    let other = &ids[(round * 5) % ids.len()];
+                    let mut d = patients::get(&mut tx, &phi, other)
+                        .await
+                        .unwrap()
+                        .unwrap()
+                        .demographics;
+                    d.family_name = format!("Renamed{round}");
+                    patients::update(&mut tx, &phi, other, &d, 3).await.unwrap();
+                    tx.commit().await.unwrap();
+                    added.push((id, format!("N-{round}")));
+                    tokio::task::yield_now().await;
+                }
+                added
+            })
+        };
+        let searcher = {
+            let (store, keyring, master, target, stop, searches) = (
+                store.clone(),
+                keyring.clone(),
+                master.clone(),
+                target.clone(),
+                stop.clone(),
+                searches.clone(),
+            );
+            tokio::spawn(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    let mut c = store.pool().acquire().await.unwrap();
+                    let phi = keyring.current(&mut c, &*master, 3).await.unwrap();
+                    for s in [
+                        patients::Search {
+                            mrn: Some("mrn-t".into()),
+                            limit: 10,
+                            ..Default::default()
+                        },
+                        patients::Search {
+                            name: Some("lovel".into()),
+                            date_of_birth: Some(date!(1960 - 05 - 17)),
+                            limit: 10,
+                            ..Default::default()
+                        },
+                    ] {
+                        let found = patients::search(&mut c, &phi, &s).await.unwrap();
+                        assert_eq!(
+                            found.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+                            vec![target.as_str()],
+                            "the patient is found throughout the rotation"
+                        );
+                    }
+                    drop(c);
+                    searches.fetch_add(1, Ordering::SeqCst);
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+
+        // Re-index one batch, "crash", then resume with freshly loaded keys.
+        let mut tx = store.begin().await.unwrap();
+        let first = patients::reindex(&mut tx, &fresh, 4).await.unwrap();
+        tx.commit().await.unwrap();
+        assert!(first > 0 && first <= 4, "{kind:?}: {first}");
+        let mut c = store.pool().acquire().await.unwrap();
+        let resumed = phi_keys::load_or_init(&mut c, &*master, 3).await.unwrap();
+        drop(c);
+        let mut rounds = 0;
+        loop {
+            let mut tx = store.begin().await.unwrap();
+            patients::reindex(&mut tx, &resumed, 4).await.unwrap();
+            let left = patients::rows_under_older_index(&mut tx, 1).await.unwrap();
+            tx.commit().await.unwrap();
+            if left == 0 {
+                break;
+            }
+            rounds += 1;
+            assert!(rounds < 1000, "re-indexing makes progress");
+        }
+        let added = writer.await.unwrap();
+        // Let the searcher run at least once after the last row moved.
+        let seen = searches.load(Ordering::SeqCst);
+        while searches.load(Ordering::SeqCst) < seen + 2 {
+            tokio::task::yield_now().await;
+        }
+        stop.store(true, Ordering::SeqCst);
+        searcher.await.unwrap();
+        assert!(searches.load(Ordering::SeqCst) >= 2, "{kind:?}");
+
+        let mut c = store.pool().acquire().await.unwrap();
+        let versions: Vec<(i64,)> = sqlx::query_as("SELECT DISTINCT index_version FROM patients")
+            .fetch_all(&mut *c)
+            .await
+            .unwrap();
+        assert_eq!(versions, vec![(1,)], "{kind:?}");
+        // Retire version 0; keys loaded afterwards hold only version 1 and find everyone.
+        assert_eq!(phi_keys::retire_blind_index(&mut c).await.unwrap(), vec![0]);
+        let after = phi_keys::load_or_init(&mut c, &*master, 4).await.unwrap();
+        assert_eq!(after.index_versions(), vec![1], "{kind:?}");
+        let mut everyone: Vec<(String, String)> = added;
+        everyone.push((target.clone(), "MRN-T".into()));
+        for (i, id) in ids.iter().enumerate() {
+            everyone.push((id.clone(), format!("B-{i}")));
+        }
+        for (id, mrn) in &everyone {
+            let s = patients::Search {
+                mrn: Some(mrn.clone()),
+                limit: 10,
+                ..Default::default()
+            };
+            let found = patients::search(&mut c, &after, &s).await.unwrap();
+            assert_eq!(found.len(), 1, "{kind:?}: {mrn}");
+            assert_eq!(&found[0].id, id, "{kind:?}");
+        }
+        let s = patients::Search {
+            name: Some("renamed".into()),
+            limit: 100,
+            ..Default::default()
+        };
+        assert!(
+            !patients::search(&mut c, &after, &s)
+                .await
+                .unwrap()
+                .is_empty(),
+            "renames during re-indexing are searchable"
+        );
+    }
+}

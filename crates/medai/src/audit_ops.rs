@@ -101,13 +101,10 @@ async fn verify(
             .map(|p| load_key(p))
             .collect::<anyhow::Result<Vec<_>>>()?
     };
-    let dir = checkpoints
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| cfg.effective_checkpoint_dir());
-    let extra = match read_checkpoint_dir(&dir) {
-        Ok(v) => v,
-        Err(e) if checkpoints.is_none() && e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => bail!("cannot read checkpoint directory {}: {e}", dir.display()),
+    let extra = match checkpoints {
+        Some(dir) => read_checkpoint_dir(dir)
+            .with_context(|| format!("cannot read checkpoint directory {}", dir.display()))?,
+        None => configured_sink_checkpoints(cfg).await?,
     };
     let exported = extra.len();
     let started = std::time::Instant::now();
@@ -220,6 +217,25 @@ async fn export(
     Ok(())
 }
 
+/// The checkpoints in every configured sink: the directory (when enabled and present) and the
+/// object-storage sinks, read back.
+async fn configured_sink_checkpoints(cfg: &Config) -> anyhow::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    if cfg.audit.directory_sink {
+        let dir = cfg.effective_checkpoint_dir();
+        match read_checkpoint_dir(&dir) {
+            Ok(v) => out.extend(v),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => bail!("cannot read checkpoint directory {}: {e}", dir.display()),
+        }
+    }
+    let sinks = medai_kms::sink::connect(&cfg.audit, cfg.keys.effective_timeout()).await?;
+    for sink in sinks {
+        out.extend(sink.read_all().await?);
+    }
+    Ok(out)
+}
+
 #[expect(clippy::print_stdout, reason = "command output")]
 async fn checkpoint(cfg: &Config) -> anyhow::Result<()> {
     let store = bootstrap::connect_current(cfg).await?;
@@ -227,21 +243,44 @@ async fn checkpoint(cfg: &Config) -> anyhow::Result<()> {
         .with_context(|| "the audit signing key (run `medai init` first)")?;
     let placed = audit_log::integrate_all(&store).await?;
     let cp = audit_log::checkpoint(&store, &signer, SystemClock.now()).await?;
-    store.close().await;
-    match cp {
-        Some(cp) => {
-            let dir = cfg.effective_checkpoint_dir();
-            let path = write_checkpoint(&dir, cp.size, &cp.note)
-                .with_context(|| format!("checkpoint directory {}", dir.display()))?;
-            println!(
-                "placed {placed} events; signed checkpoint of tree size {} written to the database and {}",
-                cp.size,
-                path.display()
-            );
-        }
+    // Unchanged tree: the newest stored checkpoint still goes to every sink (a sink configured
+    // since, or one that failed before, receives it; existing objects are left as they are).
+    let (size, note) = match &cp {
+        Some(cp) => (cp.size, cp.note.clone()),
         None => {
-            println!("placed {placed} events; the tree has not grown since the last checkpoint")
+            let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
+            match audit_log::latest_checkpoint(&mut conn).await? {
+                Some(last) => (last.tree_size, last.note),
+                None => {
+                    drop(conn);
+                    store.close().await;
+                    println!("placed {placed} events; the log is empty, nothing to sign");
+                    return Ok(());
+                }
+            }
         }
+    };
+    store.close().await;
+    let mut places = Vec::new();
+    if cfg.audit.directory_sink {
+        let dir = cfg.effective_checkpoint_dir();
+        let path = write_checkpoint(&dir, size, &note)
+            .with_context(|| format!("checkpoint directory {}", dir.display()))?;
+        places.push(path.display().to_string());
+    }
+    let sinks = medai_kms::sink::connect(&cfg.audit, cfg.keys.effective_timeout()).await?;
+    for sink in sinks {
+        places.push(sink.put(size, &note).await?);
+    }
+    let places = places.join(", ");
+    if cp.is_some() {
+        println!(
+            "placed {placed} events; signed checkpoint of tree size {size} written to the database and {places}"
+        );
+    } else {
+        println!(
+            "placed {placed} events; the tree has not grown since the last checkpoint (tree size {size}), which is in {places}"
+        );
     }
     Ok(())
 }

@@ -170,20 +170,42 @@ pub enum KeysCommand {
     /// Add a new data key wrapped by the configured provider (the running server uses it for new
     /// writes at once) and re-wrap every stored key under that provider; with --reencrypt, also
     /// re-encrypt older rows under it.
-    #[command(after_help = "Example:\n  medai keys rotate --reencrypt --batch 500")]
+    #[command(
+        after_help = "Examples:\n  medai keys rotate --reencrypt --batch 500\n  medai keys rotate --blind-index --batch 500"
+    )]
     Rotate {
         /// Also re-encrypt every row sealed under an older data key (as `medai keys reencrypt`).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "blind_index")]
         reencrypt: bool,
+        /// Rotate the blind-index key instead: add a new version (new writes index under it,
+        /// lookups match either version meanwhile) and re-index every patient row under it in
+        /// committed batches while the server keeps serving; run it again to resume. Then
+        /// `medai keys retire-blind-index` removes the old version.
+        #[arg(long)]
+        blind_index: bool,
         /// Rows per committed batch (1–10000).
         #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(i64).range(1..=10_000))]
         batch: i64,
     },
     /// Re-wrap every stored PHI key under the configured provider (`[keys]`), e.g. to move from
     /// the local key file to a KMS; adds no data key and rewrites no rows. All keys move in one
-    /// transaction, or none.
-    #[command(after_help = "Example:\n  MEDAI_KEYS__PROVIDER=aws-kms medai keys rewrap")]
-    Rewrap,
+    /// transaction, or none. With --to-provider (and --to-key-id), move them instead to that
+    /// provider and key, one committed and audited key at a time (run it again to resume): each
+    /// is unwrapped by the provider and key recorded beside it and wrapped by the new one.
+    #[command(
+        after_help = "Examples:\n  MEDAI_KEYS__PROVIDER=aws-kms medai keys rewrap\n  medai keys rewrap --to-provider aws-kms --to-key-id arn:aws:kms:eu-west-1:111122223333:key/NEW"
+    )]
+    Rewrap {
+        /// Move the keys to this provider: local-file, aws-kms, gcp-kms or azure-key-vault
+        /// (its other settings, such as the region, come from `[keys.aws]`, `[keys.gcp]` or
+        /// `[keys.azure]`).
+        #[arg(long, value_name = "PROVIDER", value_parser = ["local-file", "aws-kms", "gcp-kms", "azure-key-vault"])]
+        to_provider: Option<String>,
+        /// The target KMS key: AWS key ARN, id or alias; GCP
+        /// projects/P/locations/L/keyRings/R/cryptoKeys/K; Azure key name.
+        #[arg(long, value_name = "KEY", requires = "to_provider")]
+        to_key_id: Option<String>,
+    },
     /// Re-encrypt rows sealed under older data keys with the newest one, in committed batches,
     /// while the server keeps serving; run it again to resume after an interruption.
     #[command(after_help = "Example:\n  medai keys reencrypt --batch 500")]
@@ -192,6 +214,10 @@ pub enum KeysCommand {
         #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(i64).range(1..=10_000))]
         batch: i64,
     },
+    /// Delete the blind-index keys older than the newest, once `medai keys rotate --blind-index`
+    /// has re-indexed every patient row (refuses before).
+    #[command(after_help = "Example:\n  medai keys retire-blind-index")]
+    RetireBlindIndex,
 }
 
 #[derive(Subcommand, Debug)]
@@ -267,8 +293,9 @@ pub enum AuditCommand {
         /// Start at the event with this sequence number (the tree before it is taken as stored).
         #[arg(long, value_name = "SEQ")]
         from: Option<i64>,
-        /// Directory of exported signed checkpoints to compare with (default: the configured
-        /// `audit.checkpoint_dir`, if it exists).
+        /// Directory of exported signed checkpoints to compare with (default: every configured
+        /// sink: `audit.checkpoint_dir` if it exists, and the checkpoints read back from
+        /// `[audit.s3]` and `[audit.gcs]`).
         #[arg(long, value_name = "DIR")]
         checkpoints: Option<PathBuf>,
         /// Public key file; repeat to add keys retired by a rotation (default:
@@ -330,8 +357,8 @@ pub enum AuditCommand {
         #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
     },
-    /// Place pending events in the tree and sign a checkpoint now (to the database and the
-    /// checkpoint directory), e.g. before a backup.
+    /// Place pending events in the tree and sign a checkpoint now (to the database and every
+    /// configured checkpoint sink), e.g. before a backup.
     #[command(after_help = "Example:\n  medai audit checkpoint")]
     Checkpoint,
 }

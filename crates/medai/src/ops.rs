@@ -47,11 +47,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => healthcheck(&cfg, ready, timeout_secs).await,
         Command::Audit(cmd) => crate::audit_ops::run(cfg, cmd).await,
         Command::Keys(KeysCommand::Status) => keys_status(cfg).await,
-        Command::Keys(KeysCommand::Rotate { reencrypt, batch }) => {
-            keys_rotate(cfg, reencrypt, batch).await
-        }
+        Command::Keys(KeysCommand::Rotate {
+            blind_index: true,
+            batch,
+            ..
+        }) => keys_rotate_blind_index(cfg, batch).await,
+        Command::Keys(KeysCommand::Rotate {
+            reencrypt, batch, ..
+        }) => keys_rotate(cfg, reencrypt, batch).await,
+        Command::Keys(KeysCommand::RetireBlindIndex) => keys_retire_blind_index(cfg).await,
         Command::Keys(KeysCommand::Reencrypt { batch }) => keys_reencrypt(cfg, batch).await,
-        Command::Keys(KeysCommand::Rewrap) => keys_rewrap(cfg).await,
+        Command::Keys(KeysCommand::Rewrap {
+            to_provider: None, ..
+        }) => keys_rewrap(cfg).await,
+        Command::Keys(KeysCommand::Rewrap {
+            to_provider: Some(provider),
+            to_key_id,
+        }) => keys_move(cfg, &provider, to_key_id).await,
         Command::Triage(cmd) => crate::triage::run(cmd),
         Command::Model(ModelCommand::List) => model_list(&cfg).await,
     }
@@ -216,6 +228,83 @@ async fn keys_rotate(cfg: Config, reencrypt: bool, batch: i64) -> anyhow::Result
     Ok(())
 }
 
+/// Rotates the blind-index key (or resumes an unfinished rotation) and re-indexes every patient
+/// row under the newest version in committed batches.
+#[expect(clippy::print_stdout, reason = "command output")]
+async fn keys_rotate_blind_index(cfg: Config, batch: i64) -> anyhow::Result<()> {
+    use medai_store::phi_keys;
+    let store = bootstrap::connect_current(&cfg).await?;
+    let key = bootstrap::key_provider(&cfg).await?;
+    let now = SystemClock.now();
+    let mut tx = store.begin().await?;
+    let newest = phi_keys::latest_index_version(&mut tx).await?;
+    let left = medai_store::patients::rows_under_older_index(&mut tx, newest).await?;
+    if left > 0 {
+        tx.commit().await.map_err(StoreError::from)?;
+        println!("resuming the rotation to blind-index version {newest}: {left} row(s) left");
+    } else {
+        let version = phi_keys::rotate_blind_index(&mut tx, &*key, now).await?;
+        medai_store::audit::append(
+            &mut tx,
+            &cli_event(now, "keys.rotate_blind_index").detail(&serde_json::json!({
+                "blind_index_version": version,
+                "provider": key.name(),
+            })),
+        )
+        .await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        println!("blind-index key version {version} added; new writes index under it, lookups match every version until the old one is retired");
+    }
+    let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
+    let phi = phi_keys::load_or_init(&mut conn, &*key, now).await?;
+    drop(conn);
+    let newest = phi.index_version();
+    let (mut total, mut stalls) = (0u64, 0u32);
+    loop {
+        let mut tx = store.begin().await?;
+        let n = medai_store::patients::reindex(&mut tx, &phi, batch).await?;
+        let left = medai_store::patients::rows_under_older_index(&mut tx, newest).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        total += n;
+        if left == 0 {
+            break;
+        }
+        stalls = if n == 0 { stalls + 1 } else { 0 };
+        if stalls >= REENCRYPT_STALLS {
+            bail!("{left} row(s) kept changing under re-indexing; run `medai keys rotate --blind-index` again to resume");
+        }
+        println!("re-indexed {total}; {left} left");
+    }
+    let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
+    medai_store::audit::append(
+        &mut conn,
+        &cli_event(SystemClock.now(), "keys.reindex")
+            .detail(&serde_json::json!({ "blind_index_version": newest, "rows": total })),
+    )
+    .await?;
+    drop(conn);
+    store.close().await;
+    println!("re-indexed {total} row(s); every patient is indexed under blind-index version {newest}; `medai keys retire-blind-index` removes the older version(s)");
+    Ok(())
+}
+
+#[expect(clippy::print_stdout, reason = "command output")]
+async fn keys_retire_blind_index(cfg: Config) -> anyhow::Result<()> {
+    let store = bootstrap::connect_current(&cfg).await?;
+    let mut tx = store.begin().await?;
+    let retired = medai_store::phi_keys::retire_blind_index(&mut tx).await?;
+    medai_store::audit::append(
+        &mut tx,
+        &cli_event(SystemClock.now(), "keys.retire_blind_index")
+            .detail(&serde_json::json!({ "retired_versions": retired })),
+    )
+    .await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    store.close().await;
+    println!("retired blind-index key version(s) {retired:?}");
+    Ok(())
+}
+
 /// Consecutive batches that may make no progress (rows changed under them by the server) before
 /// re-encryption gives up and asks to be run again.
 const REENCRYPT_STALLS: u32 = 100;
@@ -303,8 +392,13 @@ async fn keys_status(cfg: Config) -> anyhow::Result<()> {
         } else {
             ""
         };
+        let key = k
+            .key_id
+            .as_deref()
+            .map(|id| format!("  [key {id}]"))
+            .unwrap_or_default();
         println!(
-            "{:<12} {:<8} {:<16} {:<21} {:<9} {:<8} {}{}",
+            "{:<12} {:<8} {:<16} {:<21} {:<9} {:<8} {}{}{}",
             k.purpose,
             k.version,
             k.provider,
@@ -312,7 +406,8 @@ async fn keys_status(cfg: Config) -> anyhow::Result<()> {
             (now - k.created_at).max(0) / 86_400,
             if k.unwraps { "yes" } else { "NO" },
             protects,
-            note
+            note,
+            key
         );
     }
     if plaintext > 0 {
@@ -321,6 +416,14 @@ async fn keys_status(cfg: Config) -> anyhow::Result<()> {
     if keys.iter().any(|k| k.provider != key.name()) {
         println!(
             "some keys are wrapped by another provider than {}; `medai keys rewrap` moves them",
+            key.name()
+        );
+    } else if keys
+        .iter()
+        .any(|k| k.key_id.is_some() && k.key_id.as_deref() != key.key_id())
+    {
+        println!(
+            "some keys are wrapped under another {} key than the configured one; `medai keys rewrap` moves them",
             key.name()
         );
     }
@@ -352,6 +455,91 @@ async fn keys_rewrap(cfg: Config) -> anyhow::Result<()> {
     tx.commit().await.map_err(StoreError::from)?;
     store.close().await;
     println!("{count} PHI key(s) re-wrapped by {}", key.name());
+    Ok(())
+}
+
+/// The `[keys]` settings of the move target: the configured ones with the provider and key
+/// replaced.
+fn target_keys(
+    cfg: &Config,
+    provider: &str,
+    key_id: Option<String>,
+) -> anyhow::Result<medai_core::config::KeysConfig> {
+    use medai_core::config::KeyProviderKind;
+    let kind = match provider {
+        "local-file" => KeyProviderKind::LocalFile,
+        "aws-kms" => KeyProviderKind::AwsKms,
+        "gcp-kms" => KeyProviderKind::GcpKms,
+        "azure-key-vault" => KeyProviderKind::AzureKeyVault,
+        other => bail!("--to-provider {other:?} is not a key provider"),
+    };
+    let mut keys = cfg.keys.clone();
+    keys.provider = kind;
+    match (kind, key_id) {
+        (KeyProviderKind::LocalFile, None) => {}
+        (KeyProviderKind::LocalFile, Some(_)) => {
+            bail!("--to-key-id does not apply to --to-provider local-file")
+        }
+        (_, None) => bail!("--to-provider {provider} needs --to-key-id"),
+        (KeyProviderKind::AwsKms, Some(id)) => {
+            keys.aws.get_or_insert_with(Default::default).key_id = id
+        }
+        (KeyProviderKind::GcpKms, Some(id)) => {
+            keys.gcp.get_or_insert_with(Default::default).key_name = id
+        }
+        (KeyProviderKind::AzureKeyVault, Some(id)) => {
+            keys.azure.get_or_insert_with(Default::default).key_name = id
+        }
+    }
+    let mut check = cfg.clone();
+    check.keys = keys.clone();
+    check
+        .validate()
+        .context("--to-provider/--to-key-id (with the rest of [keys])")?;
+    Ok(keys)
+}
+
+/// Moves every PHI key to another provider or KMS key, one committed and audited key at a time.
+#[expect(clippy::print_stdout, reason = "command output")]
+async fn keys_move(cfg: Config, provider: &str, key_id: Option<String>) -> anyhow::Result<()> {
+    let target_cfg = target_keys(&cfg, provider, key_id)?;
+    let store = bootstrap::connect_current(&cfg).await?;
+    let source = bootstrap::key_provider(&cfg).await?;
+    let local = medai_crypto::MasterKey::load(&bootstrap::key_path(&cfg))?;
+    let target = medai_kms::ConfiguredProvider::from_config(&target_cfg, local).await?;
+    use medai_crypto::envelope::KeyProvider as _;
+    let to_key = target.key_id().map(str::to_owned);
+    let mut moved = 0usize;
+    // Each pass moves one key; the bound only guards against a store that never converges.
+    for _ in 0..100_000 {
+        let mut tx = store.begin().await?;
+        let Some(m) = medai_store::phi_keys::move_next(&mut tx, &*source, &target).await? else {
+            break;
+        };
+        medai_store::audit::append(
+            &mut tx,
+            &cli_event(SystemClock.now(), "keys.move").detail(&serde_json::json!({
+                "purpose": m.purpose,
+                "version": m.version,
+                "from_provider": m.from.0,
+                "from_key_id": m.from.1,
+                "to_provider": target.name(),
+                "to_key_id": to_key,
+            })),
+        )
+        .await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        moved += 1;
+    }
+    store.close().await;
+    let to = match &to_key {
+        Some(k) => format!("{} key {k}", target.name()),
+        None => target.name().to_owned(),
+    };
+    println!("{moved} PHI key(s) moved to {to}; every key is now wrapped there");
+    if target.name() != source.name() || to_key.as_deref() != source.key_id() {
+        println!("next: configure keys.provider and its key id to match (the server reads keys under any recorded key of the same provider meanwhile), then the old key can be disabled");
+    }
     Ok(())
 }
 

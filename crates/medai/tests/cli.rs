@@ -772,6 +772,40 @@ fn keys_status_migrate_encrypts_plaintext_rows_and_key_file_checks() {
     let o = medai(&dir, &["keys", "rotate", "--batch", "0"]);
     assert!(!o.status.success(), "batch is validated");
 
+    // Blind-index rotation: a new version, every row re-indexed under it, then the old one
+    // retired; the patient is still found by MRN.
+    let o = medai(&dir, &["keys", "retire-blind-index"]);
+    assert!(o.status.success(), "nothing to retire is fine: {o:?}");
+    let o = medai(&dir, &["keys", "rotate", "--blind-index", "--batch", "1"]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(
+        stdout(&o).contains("blind-index key version 1 added")
+            && stdout(&o).contains("re-indexed 1 row(s)"),
+        "{o:?}"
+    );
+    let out = stdout(&medai(&dir, &["keys", "status"]));
+    let index_lines: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("blind-index "))
+        .collect();
+    assert_eq!(index_lines.len(), 2, "{out}");
+    let o = medai(&dir, &["keys", "retire-blind-index"]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(stdout(&o).contains("[0]"), "{o:?}");
+    let out = stdout(&medai(&dir, &["keys", "status"]));
+    let index = out.lines().find(|l| l.starts_with("blind-index ")).unwrap();
+    assert!(
+        index.starts_with("blind-index  1 ") && index.contains("of 1 patients"),
+        "{out}"
+    );
+    assert!(
+        medai(&dir, &["keys", "rotate", "--blind-index", "--reencrypt"])
+            .status
+            .code()
+            == Some(2),
+        "the two rotations are separate"
+    );
+
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;

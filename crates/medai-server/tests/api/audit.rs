@@ -305,3 +305,105 @@ async fn checkpoints_of_a_retired_key_verify_once_its_public_key_is_configured()
     .to_string();
     assert!(err.contains("audit.retired_public_keys"), "{err}");
 }
+
+/// Checkpoints reach an S3 bucket with Object Lock (moto's server, `MEDAI_TEST_MOTO_SERVER`)
+/// instead of the directory; verification reads them back from it; a sink that fails is
+/// counted in `medai_audit_log_errors_total` and never costs the database checkpoint.
+#[tokio::test]
+async fn checkpoints_go_to_an_object_locked_bucket_and_a_failing_sink_loses_nothing() {
+    use medai_kms::sink::s3::S3Sink;
+    use medai_kms::sink::CheckpointSink as _;
+    let Ok(moto) = std::env::var("MEDAI_TEST_MOTO_SERVER") else {
+        eprintln!("MEDAI_TEST_MOTO_SERVER is not set: skipping the S3 checkpoint sink test");
+        return;
+    };
+    let creds = || medai_kms::aws::StaticCredentials {
+        access_key_id: "testing".into(),
+        secret_access_key: "testing".to_owned().into(),
+    };
+    let bucket = format!(
+        "medai-api-{}",
+        medai_store::testkit::unique_prefix()
+            .trim_start_matches("medai-test:")
+            .trim_end_matches(':')
+    );
+    let cfg = |endpoint: &str| medai_core::config::S3SinkConfig {
+        bucket: bucket.clone(),
+        region: Some("us-east-1".into()),
+        endpoint: Some(endpoint.into()),
+        force_path_style: true,
+        retention_days: 1,
+        ..Default::default()
+    };
+    let timeout = std::time::Duration::from_secs(5);
+    let good = S3Sink::connect(&cfg(&moto), timeout, Some(creds()))
+        .await
+        .unwrap();
+    good.client()
+        .create_bucket()
+        .bucket(&bucket)
+        .object_lock_enabled_for_bucket(true)
+        .send()
+        .await
+        .unwrap();
+    good.check_lock().await.unwrap();
+    let broken = S3Sink::connect(
+        &cfg("http://127.0.0.1:9"),
+        std::time::Duration::from_millis(300),
+        Some(creds()),
+    )
+    .await
+    .unwrap();
+    let good = std::sync::Arc::new(good);
+    let objects: Vec<std::sync::Arc<dyn medai_kms::sink::CheckpointSink>> =
+        vec![good.clone(), std::sync::Arc::new(broken)];
+    let mut config = crate::common::test_config();
+    config.audit.checkpoint_interval = std::time::Duration::from_secs(3600);
+    let app = TestApp::start_with_sinks(
+        medai_store::DatabaseKind::Sqlite,
+        crate::common::Sessions::Memory,
+        config,
+        false,
+        objects,
+    )
+    .await;
+    let _admin = app.admin().await;
+    let errors = |m: &str| crate::common::metric(m, "medai_audit_log_errors_total").unwrap_or(0.0);
+    let before = errors(&app.metrics().await);
+
+    // The broken sink fails the call, but the checkpoint is in the database and the bucket.
+    let e = app
+        .state
+        .audit
+        .checkpoint(app.clock.now())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&format!("s3://{bucket}/")), "{e}");
+    assert_eq!(errors(&app.metrics().await), before + 1.0);
+    let mut c = app.state.store.pool().acquire().await.unwrap();
+    let stored = medai_store::audit_log::latest_checkpoint(&mut c)
+        .await
+        .unwrap()
+        .unwrap();
+    drop(c);
+    let in_bucket = good.read_all().await.unwrap();
+    assert!(
+        in_bucket.iter().any(|(_, n)| n == &stored.note),
+        "{in_bucket:?}"
+    );
+    // The directory sink is off.
+    assert!(!app.state.audit.checkpoint_dir().exists());
+
+    // Verification reads the bucket back: honest, it verifies; a forged object there is found.
+    let report = app.state.audit.verify(app.clock.now()).await.unwrap();
+    assert!(report.ok(), "{:?}", report.findings);
+    good.put(stored.tree_size + 1000, "not a signed checkpoint\n")
+        .await
+        .unwrap();
+    let report = app.state.audit.verify(app.clock.now()).await.unwrap();
+    assert!(
+        !report.ok(),
+        "a forged checkpoint in the bucket went unnoticed"
+    );
+}

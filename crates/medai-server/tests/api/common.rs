@@ -5,6 +5,8 @@
 use medai_core::config::Config;
 use medai_core::identity::TotpSecret;
 use medai_core::{Clock as _, ManualClock, Role, SystemClock};
+use medai_kms::sink::CheckpointSink;
+use medai_server::audit_log::Sinks;
 use medai_server::bootstrap;
 use medai_server::serve::Running;
 use medai_server::AppState;
@@ -67,7 +69,19 @@ impl TestApp {
         Self::start_with(kind, sessions, test_config()).await
     }
 
-    pub async fn start_with(kind: DatabaseKind, sessions: Sessions, mut config: Config) -> TestApp {
+    pub async fn start_with(kind: DatabaseKind, sessions: Sessions, config: Config) -> TestApp {
+        Self::start_with_sinks(kind, sessions, config, true, Vec::new()).await
+    }
+
+    /// With the given object-storage checkpoint sinks, and the directory sink when
+    /// `directory` is true.
+    pub async fn start_with_sinks(
+        kind: DatabaseKind,
+        sessions: Sessions,
+        mut config: Config,
+        directory: bool,
+        objects: Vec<Arc<dyn CheckpointSink>>,
+    ) -> TestApp {
         let db = Arc::new(fresh_database(kind).await.unwrap());
         let dir = tempfile::tempdir().unwrap().keep();
         config.data_dir = dir;
@@ -78,6 +92,7 @@ impl TestApp {
             config,
             &unique_prefix(),
             ManualClock::new(SystemClock.now()),
+            (directory, objects),
         )
         .await
     }
@@ -98,6 +113,7 @@ impl TestApp {
             config,
             &self.redis_prefix.clone(),
             self.clock.clone(),
+            (true, Vec::new()),
         )
         .await
     }
@@ -108,7 +124,9 @@ impl TestApp {
         config: Config,
         prefix: &str,
         clock: ManualClock,
+        (directory, objects): (bool, Vec<Arc<dyn CheckpointSink>>),
     ) -> TestApp {
+        let sinks = Sinks::new(config.effective_checkpoint_dir(), directory, objects);
         let prepared = bootstrap::prepare(&config, clock.now()).await.unwrap();
         let setup_token = prepared
             .setup_url
@@ -120,12 +138,13 @@ impl TestApp {
                 .await
                 .unwrap(),
         };
-        let state = bootstrap::state_with(
+        let state = bootstrap::state_with_sinks(
             config,
             prepared.store,
             prepared.key,
             ephemeral,
             Arc::new(clock.clone()),
+            sinks,
         )
         .unwrap();
         let running = medai_server::serve::start(state.clone()).await.unwrap();
