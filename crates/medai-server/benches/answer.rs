@@ -3,7 +3,9 @@
 //! The real server (router, sessions, authorisation, store, audit log, PHI de-identification,
 //! triage, streaming re-identification, leak check, provenance) runs on loopback in front of a
 //! local OpenAI-compatible upstream that streams 200 tokens at a fixed pace. 1, 16 and 64
-//! clinicians' answers run at once, each in its own conversation. The upstream notes, per
+//! clinicians each ask one question after another in their own conversation (a closed loop, with
+//! their first questions spread over one answer's duration), so that many answers are always in
+//! flight. The upstream notes, per
 //! request, when it received it, when it sent the first token and when it sent the last byte;
 //! the client notes when it sent the question, when the first `delta` arrived and when `done`
 //! arrived. Per answer:
@@ -314,46 +316,43 @@ async fn bench_on(
         DatabaseKind::Sqlite => "SQLite",
         DatabaseKind::Postgres => "PostgreSQL",
     };
-    for (streams, rounds) in [(1usize, 20usize), (16, 4), (64, 2)] {
-        let round = |n: usize| {
-            let app = Arc::clone(&app);
-            let clinicians = Arc::clone(&clinicians);
-            let next_id = Arc::clone(&next_id);
-            async move {
-                let tasks: Vec<_> = (0..n)
-                    .map(|i| {
-                        let app = Arc::clone(&app);
-                        let clinicians = Arc::clone(&clinicians);
-                        let id = next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        tokio::spawn(async move {
-                            let (client, conv) = &clinicians[i];
-                            ask(&app, client, conv, id).await
-                        })
-                    })
-                    .collect();
-                let mut out = Vec::new();
-                for t in tasks {
-                    out.push(t.await.unwrap());
-                }
-                out
-            }
-        };
-        // The clients run on their own runtime, so the server's threads do only the server's work.
+    // Closed loop: `streams` clinicians each ask one question after another, their first
+    // questions spread over one answer's duration, so `streams` answers are always in flight
+    // (a steady load, not a burst). Each clinician's first answer warms up and is not measured.
+    let answer_time = up.gap * (TOKENS as u32 + 1);
+    for (streams, per_clinician) in [(1usize, 21usize), (16, 5), (64, 3)] {
         let client = client_rt.handle().clone();
-        let run = |n: usize| {
-            let fut = round(n);
-            let client = client.clone();
-            async move { client.spawn(fut).await.unwrap() }
-        };
-        run(streams).await; // warm-up, not measured
         let cpu_before = server_cpu();
+        let tasks: Vec<_> = (0..streams)
+            .map(|i| {
+                let app = Arc::clone(&app);
+                let clinicians = Arc::clone(&clinicians);
+                let next_id = Arc::clone(&next_id);
+                let offset = answer_time * i as u32 / streams as u32;
+                client.spawn(async move {
+                    tokio::time::sleep(offset).await;
+                    let (http, conv) = &clinicians[i];
+                    let mut out = Vec::new();
+                    for k in 0..per_clinician {
+                        let id = next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let t = ask(&app, http, conv, id).await;
+                        if k > 0 {
+                            out.push(t);
+                        }
+                    }
+                    out
+                })
+            })
+            .collect();
         let mut samples = Vec::new();
-        for _ in 0..rounds {
-            samples.extend(run(streams).await);
+        for t in tasks {
+            samples.extend(t.await.unwrap());
         }
+        // every answer (warm-ups included) used server CPU during the run
+        let answers = (streams * per_clinician) as u32;
         let server_cpu = server_cpu()
             .zip(cpu_before)
-            .map(|(after, before)| ms(after.saturating_sub(before) / samples.len() as u32))
+            .map(|(after, before)| ms(after.saturating_sub(before) / answers))
             .unwrap_or_else(|| "n/a".into());
         let times = up.times.lock().unwrap().clone();
         let (mut overhead, mut before, mut first, mut after, mut total, mut upstream) = (

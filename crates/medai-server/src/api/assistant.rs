@@ -925,7 +925,8 @@ pub async fn ask(
     let rule_ids: Vec<String> = escalations.iter().map(|h| h.rule_id.clone()).collect();
     let deidentified = serde_json::json!(counts);
 
-    // The question is stored and audited before the model is called.
+    // The question is stored and audited in the same transaction, committed before any of the
+    // answer is sent.
     let question_id = new_id();
     conversations::append_message(
         &mut tx,
@@ -971,14 +972,6 @@ pub async fn ask(
         )
         .await?;
     }
-    tx.commit().await.map_err(StoreError::from)?;
-    for r in &rule_ids {
-        st.metrics
-            .safety_escalations
-            .get_or_create(&crate::metrics::RuleLabels { rule: r.clone() })
-            .inc();
-    }
-
     let mut system = format!("{}\n\nPatient context:\n", crate::assistant::SYSTEM_PROMPT);
     system.push_str(&context_out);
     let mut messages = vec![ChatMessage::new(ChatRole::System, system)];
@@ -994,7 +987,19 @@ pub async fn ask(
         messages,
         ..ChatRequest::default()
     };
-    let stream = match registry.chat_stream(None, request).await {
+    // The commit (question and its audit events) runs while the model call starts: only
+    // de-identified text goes out, and no answer reaches the clinician before both are done. If
+    // the commit fails the model call is dropped, which cancels it.
+    let (committed, called) = tokio::join!(tx.commit(), registry.chat_stream(None, request));
+    committed.map_err(StoreError::from)?;
+    for r in &rule_ids {
+        st.metrics
+            .safety_escalations
+            .get_or_create(&crate::metrics::RuleLabels { rule: r.clone() })
+            .inc();
+    }
+
+    let stream = match called {
         Ok(s) => s,
         Err(e) => {
             let event = p
