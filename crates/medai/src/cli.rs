@@ -454,7 +454,10 @@ mod tests {
                         .get_after_help()
                         .map(|h| h.to_string())
                         .unwrap_or_default();
-                    assert!(help.contains("Example:"), "{p} has no example");
+                    assert!(
+                        help.contains("Example:") || help.contains("Examples:"),
+                        "{p} has no example"
+                    );
                 }
             }
         }
