@@ -41,6 +41,45 @@ impl std::fmt::Debug for StaticCredentials {
     }
 }
 
+/// The AWS SDK configuration every medai client uses (KMS, the S3 checkpoint sink): TLS through
+/// rustls with ring, every call bounded by `timeout`, the region and endpoint when given, and
+/// credentials from the default AWS chain unless fixed ones are given.
+pub(crate) async fn sdk_config(
+    region: Option<&str>,
+    endpoint: Option<&str>,
+    timeout: Duration,
+    credentials: Option<StaticCredentials>,
+) -> aws_config::SdkConfig {
+    use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(timeout)
+        .operation_attempt_timeout(timeout)
+        .operation_timeout(timeout)
+        .build();
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http)
+        .timeout_config(timeouts);
+    if let Some(region) = region {
+        loader = loader.region(aws_config::Region::new(region.to_owned()));
+    }
+    if let Some(endpoint) = endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    if let Some(c) = credentials {
+        loader = loader.credentials_provider(aws_sdk_kms::config::Credentials::new(
+            c.access_key_id,
+            c.secret_access_key.as_str(),
+            None,
+            None,
+            "medai-static",
+        ));
+    }
+    loader.load().await
+}
+
 impl AwsKms {
     /// A client of `config.key_id` with credentials from the default AWS chain. Fails when no
     /// region is known.
@@ -54,34 +93,13 @@ impl AwsKms {
         timeout: Duration,
         credentials: Option<StaticCredentials>,
     ) -> Result<Self, CryptoError> {
-        use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-            .build_https();
-        let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(timeout)
-            .operation_attempt_timeout(timeout)
-            .operation_timeout(timeout)
-            .build();
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(http)
-            .timeout_config(timeouts);
-        if let Some(region) = &config.region {
-            loader = loader.region(aws_config::Region::new(region.clone()));
-        }
-        if let Some(endpoint) = &config.endpoint {
-            loader = loader.endpoint_url(endpoint.clone());
-        }
-        if let Some(c) = credentials {
-            loader = loader.credentials_provider(aws_sdk_kms::config::Credentials::new(
-                c.access_key_id,
-                c.secret_access_key.as_str(),
-                None,
-                None,
-                "medai-static",
-            ));
-        }
-        let sdk = loader.load().await;
+        let sdk = sdk_config(
+            config.region.as_deref(),
+            config.endpoint.as_deref(),
+            timeout,
+            credentials,
+        )
+        .await;
         if sdk.region().is_none() {
             return Err(provider_error(
                 NAME,

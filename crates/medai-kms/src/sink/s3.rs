@@ -31,34 +31,13 @@ impl S3Sink {
         timeout: Duration,
         credentials: Option<StaticCredentials>,
     ) -> Result<Self, SinkError> {
-        use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-            .build_https();
-        let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(timeout)
-            .operation_attempt_timeout(timeout)
-            .operation_timeout(timeout)
-            .build();
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(http)
-            .timeout_config(timeouts);
-        if let Some(region) = &config.region {
-            loader = loader.region(aws_config::Region::new(region.clone()));
-        }
-        if let Some(endpoint) = &config.endpoint {
-            loader = loader.endpoint_url(endpoint.clone());
-        }
-        if let Some(c) = credentials {
-            loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
-                c.access_key_id,
-                c.secret_access_key.as_str(),
-                None,
-                None,
-                "medai-static",
-            ));
-        }
-        let sdk = loader.load().await;
+        let sdk = crate::aws::sdk_config(
+            config.region.as_deref(),
+            config.endpoint.as_deref(),
+            timeout,
+            credentials,
+        )
+        .await;
         let me = |detail: &str| SinkError {
             sink: format!("s3://{}/{}", config.bucket, config.prefix),
             detail: detail.to_owned(),
