@@ -6,6 +6,7 @@ mod audit_ops;
 mod cli;
 mod config;
 mod healthcheck;
+mod lines;
 mod ops;
 mod phi;
 mod telemetry;

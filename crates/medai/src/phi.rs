@@ -3,14 +3,12 @@
 //! Needs no configuration, database or key; never logs the text it reads.
 
 use crate::cli::{PhiCommand, PhiInput};
+use crate::lines::{open, Lines};
 use anyhow::Context as _;
 use medai_phi::{eval, Detector, Vault};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufWriter, Read, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::Path;
-
-/// The longest input line accepted (a clinical note is a few KB; this bounds memory).
-const MAX_LINE: usize = 8 << 20;
 
 pub fn run(cmd: PhiCommand) -> anyhow::Result<()> {
     match cmd {
@@ -31,15 +29,6 @@ pub fn run(cmd: PhiCommand) -> anyhow::Result<()> {
 enum Mode {
     Detect,
     Deidentify { conversation: bool },
-}
-
-fn open(path: &Path) -> anyhow::Result<Box<dyn BufRead>> {
-    if path == Path::new("-") {
-        return Ok(Box::new(std::io::BufReader::new(std::io::stdin())));
-    }
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    Ok(Box::new(std::io::BufReader::new(file)))
 }
 
 /// One input: its id (a JSON value, or the line number for plain text) and text.
@@ -77,7 +66,7 @@ impl ClassifyName for serde_json::Error {
 
 fn per_line(input: &PhiInput, mode: Mode) -> anyhow::Result<()> {
     let detector = Detector::new();
-    let mut reader = open(&input.input)?;
+    let mut lines = Lines::open(&input.input)?;
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut shared = Vault::new();
@@ -87,30 +76,16 @@ fn per_line(input: &PhiInput, mode: Mode) -> anyhow::Result<()> {
         _ => None,
     };
     let mut errors = 0usize;
-    let mut buf = Vec::new();
-    let mut n = 0usize;
-    loop {
-        buf.clear();
-        let read = reader
-            .by_ref()
-            .take((MAX_LINE + 1) as u64)
-            .read_until(b'\n', &mut buf)
-            .context("cannot read the input")?;
-        if read == 0 {
-            break;
-        }
-        n += 1;
-        if buf.len() > MAX_LINE && !buf.ends_with(b"\n") {
-            anyhow::bail!("line {n} is longer than {MAX_LINE} bytes; split the input");
-        }
-        let Ok(line) = std::str::from_utf8(&buf) else {
-            errors += 1;
-            eprintln!("error: line {n}: not UTF-8");
-            writeln!(out, "{}", json!({"line": n, "error": "not UTF-8"}))?;
-            continue;
+    while let Some((n, line)) = lines.next_line()? {
+        let line = match line {
+            Ok(line) => line,
+            Err(why) => {
+                errors += 1;
+                eprintln!("error: line {n}: {why}");
+                writeln!(out, "{}", json!({"line": n, "error": why}))?;
+                continue;
+            }
         };
-        let line = line.strip_suffix('\n').unwrap_or(line);
-        let line = line.strip_suffix('\r').unwrap_or(line);
         let is_json = *jsonl.get_or_insert_with(|| line.trim_start().starts_with('{'));
         if is_json && line.trim().is_empty() {
             continue;
@@ -147,7 +122,10 @@ fn per_line(input: &PhiInput, mode: Mode) -> anyhow::Result<()> {
     }
     out.flush()?;
     if errors > 0 {
-        anyhow::bail!("{errors} of {n} input lines could not be read (see the error lines above)");
+        anyhow::bail!(
+            "{errors} of {} input lines could not be read (see the error lines above)",
+            lines.number
+        );
     }
     Ok(())
 }

@@ -3,16 +3,13 @@
 //! Needs no configuration, database or key; never logs the text it reads.
 
 use crate::cli::TriageCommand;
+use crate::lines::{open, Lines};
 use anyhow::Context as _;
 use medai_safety::eval::{self, Confusion, Report};
 use medai_safety::RuleSet;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufWriter, Read as _, Write};
+use std::io::{BufWriter, Read as _, Write};
 use std::path::{Path, PathBuf};
-
-/// The longest input line accepted (a question with its context is a few KB; this bounds
-/// memory).
-const MAX_LINE: usize = 8 << 20;
 
 pub fn run(cmd: TriageCommand) -> anyhow::Result<()> {
     match cmd {
@@ -42,15 +39,6 @@ fn load_rules(path: Option<&Path>) -> anyhow::Result<RuleSet> {
     }
 }
 
-fn open(path: &Path) -> anyhow::Result<Box<dyn BufRead>> {
-    if path == Path::new("-") {
-        return Ok(Box::new(std::io::BufReader::new(std::io::stdin())));
-    }
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    Ok(Box::new(std::io::BufReader::new(file)))
-}
-
 /// One input line: its id (a string or number) and text.
 fn parse_line(line: &str) -> Result<(Value, String), String> {
     if line.trim().is_empty() {
@@ -73,32 +61,12 @@ fn parse_line(line: &str) -> Result<(Value, String), String> {
 }
 
 fn check(rules: &RuleSet, input: &Path) -> anyhow::Result<()> {
-    let mut reader = open(input)?;
+    let mut lines = Lines::open(input)?;
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut errors = 0usize;
-    let mut buf = Vec::new();
-    let mut n = 0usize;
-    loop {
-        buf.clear();
-        let read = reader
-            .by_ref()
-            .take((MAX_LINE + 1) as u64)
-            .read_until(b'\n', &mut buf)
-            .context("cannot read the input")?;
-        if read == 0 {
-            break;
-        }
-        n += 1;
-        if buf.len() > MAX_LINE && !buf.ends_with(b"\n") {
-            anyhow::bail!("line {n} is longer than {MAX_LINE} bytes; split the input");
-        }
-        let parsed = std::str::from_utf8(&buf)
-            .map_err(|_| "not UTF-8".to_string())
-            .and_then(|line| {
-                let line = line.strip_suffix('\n').unwrap_or(line);
-                parse_line(line.strip_suffix('\r').unwrap_or(line))
-            });
+    while let Some((n, line)) = lines.next_line()? {
+        let parsed = line.map_err(str::to_string).and_then(parse_line);
         match parsed {
             Ok((id, text)) => {
                 let result = rules.triage(&text);
@@ -118,7 +86,10 @@ fn check(rules: &RuleSet, input: &Path) -> anyhow::Result<()> {
     }
     out.flush()?;
     if errors > 0 {
-        anyhow::bail!("{errors} of {n} input lines could not be read (see the error lines above)");
+        anyhow::bail!(
+            "{errors} of {} input lines could not be read (see the error lines above)",
+            lines.number
+        );
     }
     Ok(())
 }
