@@ -74,3 +74,44 @@ impl Lines {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+    use super::*;
+
+    #[test]
+    fn lines_are_numbered_stripped_and_checked_for_utf8() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.txt");
+        std::fs::write(&path, b"a\r\nb\n\xff\nlast").unwrap();
+        let mut lines = Lines::open(&path).unwrap();
+        let mut seen = Vec::new();
+        while let Some((n, line)) = lines.next_line().unwrap() {
+            seen.push((n, line.map(str::to_owned)));
+        }
+        assert_eq!(
+            seen,
+            [
+                (1, Ok("a".to_owned())),
+                (2, Ok("b".to_owned())),
+                (3, Err("not UTF-8")),
+                (4, Ok("last".to_owned())),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_overlong_line_stops_the_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.txt");
+        let mut data = b"short\n".to_vec();
+        data.extend(std::iter::repeat_n(b'x', MAX_LINE + 1));
+        std::fs::write(&path, &data).unwrap();
+        let mut lines = Lines::open(&path).unwrap();
+        assert!(matches!(lines.next_line().unwrap(), Some((1, Ok("short")))));
+        let err = lines.next_line().unwrap_err().to_string();
+        assert!(err.contains("line 2 is longer than"), "{err}");
+        assert!(Lines::open(&dir.path().join("missing")).is_err());
+    }
+}
