@@ -112,7 +112,7 @@ const SPO2_CUES: &[&str] = &[
     "ox",
     "sao2",
 ];
-const LACTATE_CUES: &[&str] = &["lactate", "lac", "lactic", "vbg lactate", "lact"];
+const LACTATE_CUES: &[&str] = &["lactate", "lac", "lactic", "lact"];
 const TROPONIN_CUES: &[&str] = &[
     "troponin",
     "trop",

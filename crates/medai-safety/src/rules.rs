@@ -341,6 +341,10 @@ fn compile(file: FileDef) -> Result<RuleSet, RuleError> {
             if terms.is_empty() {
                 return Err(invalid(&rid, &field, "must list at least one term"));
             }
+            let mut listed = std::collections::HashSet::new();
+            if let Some(twice) = terms.iter().find(|t| !listed.insert(t.as_str())) {
+                return Err(invalid(&rid, &field, format!("{twice:?} is listed twice")));
+            }
             for term in terms {
                 if term.starts_with('@') {
                     let f = Feature::parse(term).ok_or_else(|| {

@@ -138,6 +138,7 @@ fn invalid_rule_files_are_refused_naming_rule_and_field() {
         ("within = 25\n\n[[rule.pattern]]", "within = 0\n\n[[rule.pattern]]", "field `pattern[0].within`"),
         ("\"@infant_under_3_months\",", "\"@infant_age\",", "rule \"infant_fever\", field `terms.infant`: unknown measured feature"),
         ("\"crooked smile\",", "\"crooked+smile\",", "rule \"stroke\", field `terms.face`"),
+        ("\"crooked smile\",", "\"crooked smile\", \"crooked smile\",", "rule \"stroke\", field `terms.face`: \"crooked smile\" is listed twice"),
         ("\"diaphore*\",", "\"di*\",", "rule \"acs\", field `terms.associated`"),
         ("[[rule.pattern]]\ngroups = [\"infant\", \"fever\"]\nwithin = 30", "[[rule.pattern]]\ngroups = [\"infant\"]", "field `terms.fever`: this term group is used by no pattern"),
         ("negation_window = 7", "negation_window = 0", "rule \"(cues)\", field `negation_window`"),
