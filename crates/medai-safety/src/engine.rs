@@ -180,6 +180,9 @@ impl RuleSet {
                     backward(doc, &terminator, &mut flags, f.start, w.post, NEGATED)
                 }
                 Cue::HistoryPre => forward(doc, &terminator, &mut flags, f.end, w.history, HISTORY),
+                Cue::HistoryClause => {
+                    forward_in_clause(doc, &terminator, &mut flags, f.end, w.history, HISTORY);
+                }
                 Cue::HistoryPost => {
                     backward(doc, &terminator, &mut flags, f.start, w.history, HISTORY)
                 }
@@ -249,6 +252,30 @@ fn forward(doc: &Doc, terminator: &[bool], flags: &mut [u8], from: usize, window
     };
     for k in from..(from + window).min(doc.toks.len()) {
         if doc.toks[k].sentence != sentence || terminator[k] {
+            break;
+        }
+        flags[k] |= flag;
+    }
+}
+
+/// Flags up to `window` words from `from` on, within the clause, until a terminator.
+fn forward_in_clause(
+    doc: &Doc,
+    terminator: &[bool],
+    flags: &mut [u8],
+    from: usize,
+    window: usize,
+    flag: u8,
+) {
+    let Some(clause) = from
+        .checked_sub(1)
+        .and_then(|i| doc.toks.get(i))
+        .map(|t| t.clause)
+    else {
+        return;
+    };
+    for k in from..(from + window).min(doc.toks.len()) {
+        if doc.toks[k].clause != clause || terminator[k] {
             break;
         }
         flags[k] |= flag;

@@ -75,6 +75,9 @@ const TEMP_CUES: &[&str] = &[
     "pyrexia",
     "pyrexial",
     "feverish",
+    "spiked",
+    "spiking",
+    "spike",
 ];
 const BP_CUES: &[&str] = &[
     "bp",
@@ -239,7 +242,7 @@ pub(crate) fn find(doc: &Doc) -> Vec<(usize, Feature)> {
         if let Some(days_per) = days_per {
             let days = value * days_per;
             let aged = (same_sentence(after) && AGE_NOUNS.contains(&doc.word(after)))
-                || cue_before(doc, i, 1, &["aged", "age"])
+                || cue_before(doc, i, 1, &["aged", "age", "she's", "he's", "shes", "hes", "turned"])
                 || cue_before(doc, i, 2, AGE_CUES_BEFORE)
                 || (doc.word(after) == "of"
                     && matches!(doc.word(after + 1), "age" | "life")
@@ -274,7 +277,13 @@ pub(crate) fn find(doc: &Doc) -> Vec<(usize, Feature)> {
             let pregnant = |w: &str| {
                 matches!(
                     w,
-                    "pregnant" | "gestation" | "pregnancy" | "ga" | "gestational" | "iup"
+                    "pregnant"
+                        | "gestation"
+                        | "pregnancy"
+                        | "ga"
+                        | "gestational"
+                        | "iup"
+                        | "along"
                 )
             };
             let after_ok = (after..after + 2).any(|j| same_sentence(j) && pregnant(doc.word(j)));
@@ -346,6 +355,7 @@ mod tests {
             "Tmax 102",
             "39.1°C",
             "38.6c",
+            "spiked 38.3 at 0400",
         ] {
             assert_eq!(features(t), [Feature::FeverTemp], "{t}");
         }
@@ -395,6 +405,8 @@ mod tests {
             "2/12 old",
             "11/52 infant",
             "born 7 weeks ago",
+            "she's 7 weeks now",
+            "he's 10 days",
         ] {
             assert_eq!(features(t), [Feature::InfantUnder3Months], "{t}");
         }
@@ -450,10 +462,16 @@ mod tests {
             "GA 6 wks",
             "pregnant at 8 weeks",
             "6/40",
+            "about 6 weeks along",
         ] {
             assert_eq!(features(t), [Feature::EarlyPregnancy], "{t}");
         }
-        for t in ["32 weeks pregnant", "cough for 6 weeks", "34/40"] {
+        for t in [
+            "32 weeks pregnant",
+            "cough for 6 weeks",
+            "34/40",
+            "30 weeks along",
+        ] {
             assert!(features(t).is_empty(), "{t}");
         }
     }

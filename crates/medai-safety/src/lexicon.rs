@@ -100,6 +100,7 @@ pub(crate) enum Cue {
     NegationPost,
     Pseudo,
     HistoryPre,
+    HistoryClause,
     HistoryPost,
     Hypothetical,
     Education,

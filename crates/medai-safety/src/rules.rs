@@ -75,6 +75,10 @@ struct CuesDef {
     negation_post: Vec<String>,
     pseudo: Vec<String>,
     history_pre: Vec<String>,
+    /// History cues that reach forward only within their clause ("known fibroids, heavy
+    /// bleeding now": "known" covers "fibroids" only).
+    #[serde(default)]
+    history_clause: Vec<String>,
     history_post: Vec<String>,
     hypothetical: Vec<String>,
     education: Vec<String>,
@@ -264,9 +268,14 @@ fn compile(file: FileDef) -> Result<RuleSet, RuleError> {
         history: window("history_window", cues.history_window)?,
         hypothetical: window("hypothetical_window", cues.hypothetical_window)?,
     };
-    for p in &cues.scenario {
-        let words = parse_phrase(p).map_err(|e| invalid("(cues)", "scenario", e))?;
-        lexicon.add(words, Tag::Cue(Cue::Scenario));
+    for (field, phrases, cue) in [
+        ("scenario", &cues.scenario, Cue::Scenario),
+        ("history_clause", &cues.history_clause, Cue::HistoryClause),
+    ] {
+        for p in phrases {
+            let words = parse_phrase(p).map_err(|e| invalid("(cues)", field, e))?;
+            lexicon.add(words, Tag::Cue(cue));
+        }
     }
     let lists: [(&str, &Vec<String>, Cue); 10] = [
         ("negation_pre", &cues.negation_pre, Cue::NegationPre),
