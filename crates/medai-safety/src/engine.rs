@@ -282,7 +282,8 @@ fn forward_in_clause(
     }
 }
 
-/// Flags up to `window` words before `from`, within the clause, until a terminator.
+/// Flags up to `window` words before `from`, within the clause, back to and including a
+/// terminator.
 fn backward(
     doc: &Doc,
     terminator: &[bool],
@@ -295,10 +296,15 @@ fn backward(
         return;
     };
     for k in (from.saturating_sub(window)..from).rev() {
-        if doc.toks[k].clause != clause || terminator[k] {
+        if doc.toks[k].clause != clause {
             break;
         }
+        // A terminator ends the reach, but the word itself is part of what is looked back on
+        // ("took his own life last year": "took" begins the phrase the cue covers).
         flags[k] |= flag;
+        if terminator[k] {
+            break;
+        }
     }
 }
 

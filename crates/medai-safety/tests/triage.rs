@@ -16,7 +16,7 @@ fn fired(text: &str) -> Vec<String> {
 #[test]
 fn builtin_rule_set_loads_with_the_required_rules() {
     let rules = RuleSet::builtin().unwrap();
-    assert_eq!(rules.version(), "1.2.0");
+    assert_eq!(rules.version(), "1.3.0");
     let ids: Vec<&str> = rules.rules().iter().map(|r| r.id()).collect();
     for id in [
         "acs",
@@ -68,6 +68,12 @@ fn context_cues_decide_whether_a_finding_is_present() {
             &[],
         ),
         ("prior anaphylaxis to penicillin, now well", &[]),
+        // a clause-bound history cue covers its own clause only
+        ("known fibroids, massive PV bleeding", &["severe_bleeding"]),
+        ("known fibroids with massive PV bleeding", &[]),
+        // a backward cue covers the terminator word that begins its phrase
+        ("Brother took his own life last year.", &[]),
+        ("took his own life", &["suicide_risk"]),
         ("h/o stroke, now new facial droop since 30 min", &["stroke"]),
         // hypothetical and teaching
         ("return precautions for chest pain or diaphoresis", &[]),
@@ -110,10 +116,10 @@ fn a_hit_carries_the_rule_and_offsets_of_its_evidence() {
     let text = "Now c/o chest pain with diaphoresis.";
     let t = rules.triage(text);
     assert!(t.flagged);
-    assert_eq!(t.rule_set_version, "1.2.0");
+    assert_eq!(t.rule_set_version, "1.3.0");
     let hit = &t.hits[0];
     assert_eq!(hit.rule_id, "acs");
-    assert_eq!(hit.rule_version, 2);
+    assert_eq!(hit.rule_version, 3);
     assert!(hit.notice.contains("decision support"));
     let words: Vec<&str> = hit.evidence.iter().map(|e| &text[e.start..e.end]).collect();
     assert_eq!(words, ["chest pain", "diaphoresis"]);
@@ -130,7 +136,7 @@ fn invalid_rule_files_are_refused_naming_rule_and_field() {
     let cases: &[(&str, &str, &str)] = &[
         ("id = \"stroke\"", "id = \"acs\"", "rule \"acs\", field `id`: another rule"),
         ("id = \"stroke\"", "id = \"Stroke!\"", "field `id`"),
-        ("version = 2\ntitle = \"Possible acute stroke\"", "version = 0\ntitle = \"Possible acute stroke\"", "rule \"stroke\", field `version`"),
+        ("version = 3\ntitle = \"Possible acute stroke\"", "version = 0\ntitle = \"Possible acute stroke\"", "rule \"stroke\", field `version`"),
         ("This is decision support, not a diagnosis; it does not replace clinical judgement.\"\n\n[rule.terms]\nface", "Act now.\"\n\n[rule.terms]\nface", "rule \"stroke\", field `notice`"),
         ("groups = [\"face\", \"arm\", \"speech\", \"vision\"]", "groups = [\"face\", \"arms\", \"speech\", \"vision\"]", "rule \"stroke\", field `pattern[0].groups`: \"arms\" is not a term group"),
         ("min = 2\nwithin = 30", "min = 5\nwithin = 30", "field `pattern[0].min`"),
@@ -140,9 +146,9 @@ fn invalid_rule_files_are_refused_naming_rule_and_field() {
         ("\"crooked smile\",", "\"crooked+smile\",", "rule \"stroke\", field `terms.face`"),
         ("\"crooked smile\",", "\"crooked smile\", \"crooked smile\",", "rule \"stroke\", field `terms.face`: \"crooked smile\" is listed twice"),
         ("\"diaphore*\",", "\"di*\",", "rule \"acs\", field `terms.associated`"),
-        ("[[rule.pattern]]\ngroups = [\"infant\", \"fever\"]\nwithin = 30", "[[rule.pattern]]\ngroups = [\"infant\"]", "field `terms.fever`: this term group is used by no pattern"),
+        ("[[rule.pattern]]\ngroups = [\"infant\", \"fever\"]\nwithin = 80", "[[rule.pattern]]\ngroups = [\"infant\"]", "field `terms.fever`: this term group is used by no pattern"),
         ("negation_window = 7", "negation_window = 0", "rule \"(cues)\", field `negation_window`"),
-        ("version = \"1.2.0\"", "version = \"\"", "rule \"(ruleset)\", field `version`"),
+        ("version = \"1.3.0\"", "version = \"\"", "rule \"(ruleset)\", field `version`"),
         ("id = \"stroke\"", "id = \"stroke\"\ncolour = \"red\"", "unknown field `colour`"),
         ("[cues]", "[cues", "not a valid rule set"),
     ];
