@@ -242,7 +242,12 @@ pub(crate) fn find(doc: &Doc) -> Vec<(usize, Feature)> {
         if let Some(days_per) = days_per {
             let days = value * days_per;
             let aged = (same_sentence(after) && AGE_NOUNS.contains(&doc.word(after)))
-                || cue_before(doc, i, 1, &["aged", "age", "she's", "he's", "shes", "hes", "turned"])
+                || cue_before(
+                    doc,
+                    i,
+                    1,
+                    &["aged", "age", "she's", "he's", "shes", "hes", "turned"],
+                )
                 || cue_before(doc, i, 2, AGE_CUES_BEFORE)
                 || (doc.word(after) == "of"
                     && matches!(doc.word(after + 1), "age" | "life")
@@ -277,13 +282,7 @@ pub(crate) fn find(doc: &Doc) -> Vec<(usize, Feature)> {
             let pregnant = |w: &str| {
                 matches!(
                     w,
-                    "pregnant"
-                        | "gestation"
-                        | "pregnancy"
-                        | "ga"
-                        | "gestational"
-                        | "iup"
-                        | "along"
+                    "pregnant" | "gestation" | "pregnancy" | "ga" | "gestational" | "iup" | "along"
                 )
             };
             let after_ok = (after..after + 2).any(|j| same_sentence(j) && pregnant(doc.word(j)));
