@@ -59,7 +59,7 @@ impl Drop for Guard {
                 let from = lines.len().saturating_sub(40);
                 eprintln!("--- last lines of the {} log ---", self.name);
                 for l in &lines[from..] {
-                    eprintln!("{l}");
+                    eprintln!("{}", l.chars().take(400).collect::<String>());
                 }
             }
         }
@@ -259,6 +259,8 @@ impl Driver {
                 "--disable-component-update",
                 "--disable-sync",
                 "--disable-extensions",
+                "--disable-breakpad",
+                "--disable-crash-reporter",
                 "--window-size=1280,900",
                 format!("--user-data-dir={}", profile.path().display()),
             ]

@@ -98,15 +98,125 @@ async fn enrol(
     (auth, codes)
 }
 
+/// Signs in through `/login` and `/login/totp` with a freshly computed code; waits until the
+/// browser has left the sign-in pages. `shots`: names for the two pages' screenshots and checks.
+async fn login(
+    b: &Browser,
+    audit: &mut Audit,
+    medai: &Medai,
+    username: &str,
+    auth: &mut Authenticator,
+    shots: Option<(&str, &str)>,
+) {
+    b.goto(&medai.url("/login")).await;
+    b.fill("Username", username).await;
+    b.fill("Password", PASSWORD).await;
+    if let Some((first, _)) = shots {
+        audit.check(b, first, false).await;
+        b.shot(first).await;
+    }
+    b.click_button("Continue").await;
+    b.wait_path("/login/totp").await;
+    let code = b.field("6-digit code").await;
+    if let Some((_, second)) = shots {
+        audit.check(b, second, false).await;
+        b.shot(second).await;
+    }
+    code.send_keys(&auth.code().await).await.unwrap();
+    b.click_button("Sign in").await;
+    b.wait_for("leaving the sign-in pages", || async {
+        !b.path().await.starts_with("/login")
+    })
+    .await;
+    b.wait_text(&format!("Signed in as {username}")).await;
+}
+
+/// The value of the `<option>` labelled `label` in the select `css`.
+async fn option_value(b: &Browser, css: &str, label: &str) -> String {
+    let select = b.el(css).await;
+    for o in select
+        .find_all(fantoccini::Locator::Css("option"))
+        .await
+        .unwrap()
+    {
+        if o.text().await.unwrap().trim() == label {
+            return o.attr("value").await.unwrap().unwrap();
+        }
+    }
+    b.fail(&format!("no option {label:?} in {css}")).await
+}
+
+/// Creates a user on the admin page; returns the enrolment link shown once (None for service
+/// accounts).
+async fn admin_create_user(
+    b: &Browser,
+    medai: &Medai,
+    username: &str,
+    role: &str,
+    team: Option<&str>,
+) -> Option<String> {
+    b.goto(&medai.url("/admin/users")).await;
+    b.fill("Username", username).await;
+    b.field("Role").await.select_by_value(role).await.unwrap();
+    if let Some(t) = team {
+        b.field("Care team").await.select_by_label(t).await.unwrap();
+    }
+    b.click_button("Create user").await;
+    if role == "service" {
+        b.wait_text("Service accounts do not sign in").await;
+        return None;
+    }
+    let link = b.el("#enrolment-link").await.text().await.unwrap();
+    assert!(link.starts_with(&medai.url("/setup?token=")), "{link}");
+    Some(link)
+}
+
+/// Registers a patient as the EHR feed would: the JSON API with a service token.
+async fn register_patient(
+    medai: &Medai,
+    token: &str,
+    mrn: &str,
+    given: &str,
+    family: &str,
+    team_id: &str,
+) -> String {
+    let r = reqwest::Client::new()
+        .post(medai.url("/api/v1/patients"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({
+            "mrn": mrn, "given_name": given, "family_name": family,
+            "date_of_birth": "1961-07-14", "sex": "female", "care_team_ids": [team_id],
+        }))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(status, 201, "{body}");
+    body["id"].as_str().unwrap().to_owned()
+}
+
+/// No horizontal scrolling at the current window size.
+async fn fits_width(b: &Browser) -> bool {
+    let v =
+        b.c.execute(
+            "return document.documentElement.scrollWidth <= window.innerWidth + 1;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    v.as_bool().unwrap_or(false)
+}
+
 async fn flows(driver_path: &std::ffi::OsStr) {
-    let (_upstream, llm) = upstream::start().await;
+    let (upstream, llm) = upstream::start().await;
     let medai = Medai::start(&llm, "").await;
     let driver = Driver::start(driver_path).await;
     let mut audit = Audit::default();
 
     // First run: the administrator opens the printed one-time link.
     let admin = driver.browser("admin").await;
-    let (_admin_auth, _admin_codes) = enrol(
+    let (mut admin_auth, _admin_codes) = enrol(
         &admin,
         &mut audit,
         &medai.setup_url,
@@ -118,7 +228,373 @@ async fn flows(driver_path: &std::ffi::OsStr) {
     admin.goto(&medai.setup_url).await;
     admin.wait_text("request id").await;
 
+    // Keyboard only: Tab from the top of the sign-in page reaches the username, the password
+    // and the submit button in that order, each with a visible focus indicator.
+    admin.goto(&medai.url("/login")).await;
+    admin.el("#username").await;
+    let order = a11y::tab_order(&admin, 8).await;
+    let at = |want: &str| {
+        order
+            .iter()
+            .position(|d| d.starts_with(want))
+            .unwrap_or_else(|| panic!("Tab never reached {want}: {order:?}"))
+    };
+    let (u, p, s) = (
+        at("input#username"),
+        at("input#password"),
+        at("button[submit]"),
+    );
+    assert!(u < p && p < s, "Tab order {order:?}");
+    assert_eq!(p, u + 1, "nothing between username and password: {order:?}");
+    assert_eq!(s, p + 1, "nothing between password and submit: {order:?}");
+    let tabs = a11y::tab_order(&admin, u + 1).await;
+    assert!(tabs[u].starts_with("input#username"), "{tabs:?}");
+    assert!(
+        a11y::focus_visible(&admin).await,
+        "the focused field shows no focus indicator"
+    );
+
+    // The administrator signs in with the password and a computed TOTP code.
+    login(
+        &admin,
+        &mut audit,
+        &medai,
+        "root-admin",
+        &mut admin_auth,
+        Some(("login", "login-code")),
+    )
+    .await;
+    // An administrator's start page is user administration; no clinical navigation.
+    admin.wait_path("/admin/users").await;
+    let nav = admin.el("nav").await.text().await.unwrap();
+    assert!(nav.contains("Users and care teams"), "{nav}");
+    assert!(!nav.contains("My patients"), "{nav}");
+
+    // Two care teams, a clinician on the first, a service account and its token for the EHR
+    // feed, and one patient on each team.
+    for team in ["cardiology", "oncology"] {
+        admin.goto(&medai.url("/admin/users")).await;
+        admin.fill("New care team name", team).await;
+        admin.click_button("Create care team").await;
+        admin
+            .xpath(
+                &format!("team {team}"),
+                &format!("//h3[normalize-space(.)='{team}']"),
+            )
+            .await;
+    }
+    let clinician_link =
+        admin_create_user(&admin, &medai, "dr-grey", "clinician", Some("cardiology"))
+            .await
+            .unwrap();
+    audit.check(&admin, "admin-enrolment-link", true).await;
+    admin.shot("admin-enrolment-link").await;
+    admin_create_user(&admin, &medai, "ehr-feed", "service", None).await;
+    admin.goto(&medai.url("/admin/users")).await;
+    admin.wait_text("dr-grey").await;
+    let cardiology = option_value(&admin, "#new-team", "cardiology").await;
+    let oncology = option_value(&admin, "#new-team", "oncology").await;
+    audit.check(&admin, "admin-users", true).await;
+    admin.shot("admin-users").await;
+
+    admin.goto(&medai.url("/admin/tokens")).await;
+    admin.fill("Name", "ADT feed").await;
+    admin.click_button("Create token").await;
+    let token = admin.el("#new-token").await.text().await.unwrap();
+    assert!(token.starts_with("medai_"), "{token}");
+    audit.check(&admin, "admin-tokens", true).await;
+    admin.shot("admin-tokens").await;
+
+    let own = register_patient(&medai, &token, "MRN-70001", "Ada", "Okafor", &cardiology).await;
+    let other = register_patient(&medai, &token, "MRN-80002", "Bert", "Lindqvist", &oncology).await;
+
+    // A compliance officer created with the CLI while the server runs, as an operator would.
+    let out = medai.cli(&["user", "add", "audit-lee", "--role", "compliance_officer"]);
+    let compliance_link = out
+        .lines()
+        .find(|l| l.contains("/setup?token="))
+        .unwrap_or_else(|| panic!("no link in {out}"))
+        .trim()
+        .to_owned();
+
+    // The clinician enrols from the link and signs in.
+    let clin = driver.browser("clinician").await;
+    let (mut clin_auth, _) = enrol(&clin, &mut audit, &clinician_link, None, None).await;
+    login(&clin, &mut audit, &medai, "dr-grey", &mut clin_auth, None).await;
+    clin.wait_path("/patients").await;
+    // Only the own care team's patient is listed; search by name and by MRN find her.
+    clin.wait_text("Okafor").await;
+    assert!(!clin.text().await.contains("Lindqvist"));
+    audit.check(&clin, "patients", true).await;
+    clin.shot("patients").await;
+    clin.fill("Name", "okaf").await;
+    clin.click_button("Search").await;
+    clin.wait_text("Patients matching the search (1)").await;
+    clin.fill("Name", "").await;
+    clin.fill("MRN", "MRN-80002").await;
+    clin.click_button("Search").await;
+    clin.wait_text("No patient on your care teams matches this search")
+        .await;
+
+    // The patient page, on a laptop and on a tablet.
+    clin.goto(&medai.url(&format!("/patients/{own}"))).await;
+    clin.wait_text("Demographics").await;
+    clin.wait_text("MRN-70001").await;
+    audit.check(&clin, "patient", true).await;
+    clin.shot("patient").await;
+    assert!(
+        fits_width(&clin).await,
+        "the patient page scrolls sideways at 1280 px"
+    );
+    clin.c.set_window_size(820, 1180).await.unwrap();
+    clin.wait_for("the tablet viewport", || async {
+        let w = clin.c.execute("return window.innerWidth;", vec![]).await;
+        w.ok().and_then(|v| v.as_u64()) == Some(820)
+    })
+    .await;
+    assert!(
+        fits_width(&clin).await,
+        "the patient page scrolls sideways on a tablet"
+    );
+    audit.check(&clin, "patient-tablet", true).await;
+    clin.shot("patient-tablet").await;
+    clin.c.set_window_size(1280, 900).await.unwrap();
+
+    // A conversation: the question triggers the chest-pain escalation, and the answer streams in.
+    clin.fill("Start a conversation: topic", "Chest pain follow-up")
+        .await;
+    clin.click_button("Start conversation").await;
+    clin.wait_for("the conversation page", || async {
+        clin.path().await.starts_with("/conversations/")
+    })
+    .await;
+    let conversation = clin.path().await;
+    clin.fill(
+        "Your question about this patient",
+        "Substernal chest pain for 40 minutes, diaphoretic; troponin flat at six hours. Next steps?",
+    )
+    .await;
+    clin.click_button("Ask the assistant").await;
+    let full = upstream::full_answer();
+    // Poll the live answer as fast as WebDriver allows: a partial prefix must show before the
+    // whole text (the upstream pauses 400 ms between pieces).
+    let mut partial: Option<String> = None;
+    let deadline = std::time::Instant::now() + harness::WAIT;
+    loop {
+        let text = match clin
+            .c
+            .find(fantoccini::Locator::Id("live-answer-text"))
+            .await
+        {
+            Ok(el) => el.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if text == full {
+            break;
+        }
+        if !text.is_empty() {
+            assert!(
+                full.starts_with(&text),
+                "streamed text {text:?} is not a prefix"
+            );
+            if partial.is_none() {
+                clin.shot("chat-streaming").await;
+                partial = Some(text);
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            clin.fail("timed out waiting for the whole streamed answer")
+                .await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let partial = partial.expect("the answer appeared all at once, not streamed");
+    println!(
+        "streaming: saw {} of {} characters before the end",
+        partial.len(),
+        full.len()
+    );
+    let live = clin.el("#live-answer").await;
+    clin.wait_for("the model line under the live answer", || async {
+        live.text().await.is_ok_and(|t| {
+            t.contains(&format!(
+                "Model browser-model, version {}",
+                upstream::UPSTREAM_MODEL
+            ))
+        })
+    })
+    .await;
+    let escalation = clin.el("#live-escalation").await.text().await.unwrap();
+    assert!(escalation.contains("Escalation"), "{escalation:?}");
+    // The page then reloads with the stored answer, its model and the feedback form.
+    clin.xpath(
+        "the stored answer",
+        &format!(
+            "//li[contains(@class, 'answer')]//p[@class='text' and normalize-space(.)={:?}]",
+            full.trim()
+        ),
+    )
+    .await;
+    clin.wait_text("Safety escalation").await;
+    let stored = clin.el("li.answer").await.text().await.unwrap();
+    assert!(
+        stored.contains("browser-model") && stored.contains(upstream::UPSTREAM_MODEL),
+        "model and version under the answer: {stored}"
+    );
+    assert_eq!(upstream.seen.lock().unwrap().len(), 1, "one model call");
+    audit.check(&clin, "chat", true).await;
+    clin.shot("chat-answer").await;
+
+    // Feedback: not helpful, unsafe, with a comment; the page confirms and keeps the choice.
+    clin.el("input[name=helpful][value=not_helpful]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    clin.el("input[name=verdict][value=unsafe]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    clin.fill(
+        "Comment (optional)",
+        "Should mention aspirin unless contraindicated.",
+    )
+    .await;
+    clin.click_button("Send feedback").await;
+    clin.wait_text("your feedback was saved").await;
+    let checked = clin
+        .el("input[name=verdict][value=unsafe]")
+        .await
+        .prop("checked")
+        .await
+        .unwrap();
+    assert_eq!(
+        checked.as_deref(),
+        Some("true"),
+        "the saved verdict is shown"
+    );
+    clin.shot("chat-feedback").await;
+
+    // Another team's patient: refused, with the break-glass form; a reason opens the record.
+    clin.goto(&medai.url(&format!("/patients/{other}"))).await;
+    clin.wait_text("This patient is not on your care teams")
+        .await;
+    assert!(
+        !clin.text().await.contains("Lindqvist"),
+        "no data before the grant"
+    );
+    clin.wait_text("recorded in the audit log").await;
+    audit.check(&clin, "break-glass", true).await;
+    clin.shot("break-glass").await;
+    clin.fill(
+        "Reason for access",
+        "Patient arrived in our ED unconscious; oncology on-call unreachable.",
+    )
+    .await;
+    clin.click_button("Open the record (recorded)").await;
+    clin.wait_text("Emergency access granted").await;
+    clin.wait_text("Lindqvist").await;
+    let left = clin.el("#grant-left").await.text().await.unwrap();
+    assert!(!left.trim().is_empty(), "time left of the grant is shown");
+    audit.check(&clin, "break-glass-granted", true).await;
+    clin.shot("break-glass-granted").await;
+
+    // Error pages: a clinician on an admin page (403) and an unknown page (404), each with a
+    // request id and no internal detail.
+    for (path, status, name) in [
+        ("/admin/users", "403", "error-403"),
+        ("/no-such-page", "404", "error-404"),
+    ] {
+        clin.goto(&medai.url(path)).await;
+        clin.wait_text(&format!("Error {status}")).await;
+        clin.wait_text("request id").await;
+        let id = clin.el("main code").await.text().await.unwrap();
+        assert!(id.len() >= 8, "request id {id:?}");
+        audit.check(&clin, name, false).await;
+        clin.shot(name).await;
+    }
+
+    // The compliance officer sees the refusal, the break-glass grant and the unsafe answer.
+    let comp = driver.browser("compliance").await;
+    let (mut comp_auth, _) = enrol(&comp, &mut audit, &compliance_link, None, None).await;
+    login(&comp, &mut audit, &medai, "audit-lee", &mut comp_auth, None).await;
+    comp.wait_path("/compliance/audit").await;
+    comp.wait_text("Integrity of the log").await;
+    comp.fill("Patient id", &other).await;
+    comp.click_button("Filter").await;
+    comp.wait_text("patient.break_glass").await;
+    let table = comp.el("main table").await.text().await.unwrap();
+    assert!(table.contains("access.denied"), "{table}");
+    assert!(table.contains("dr-grey"), "{table}");
+    audit.check(&comp, "audit", true).await;
+    comp.shot("audit").await;
+    comp.click_link("Break-glass review").await;
+    comp.wait_text("oncology on-call unreachable").await;
+    audit.check(&comp, "compliance-break-glass", true).await;
+    comp.shot("compliance-break-glass").await;
+    comp.click_link("Safety overrides").await;
+    comp.wait_text("Should mention aspirin").await;
+    audit.check(&comp, "compliance-overrides", true).await;
+    comp.shot("compliance-overrides").await;
+    // The officer has no administration or clinical navigation, and the server refuses it.
+    let nav = comp.el("nav").await.text().await.unwrap();
+    assert!(
+        !nav.contains("My patients") && !nav.contains("Users"),
+        "{nav}"
+    );
+    comp.goto(&medai.url(&format!("/patients/{own}"))).await;
+    comp.wait_text("Error 403").await;
+    // Signing out ends the session.
+    comp.goto(&medai.url("/compliance/audit")).await;
+    comp.click_button("Sign out").await;
+    comp.wait_text("You are signed out").await;
+    comp.goto(&medai.url("/compliance/audit")).await;
+    comp.wait_path("/login").await;
+    comp.close().await;
+
+    // The administrator disables the clinician; the clinician's next page load is the sign-in
+    // page.
+    clin.goto(&medai.url("/patients")).await;
+    clin.wait_text("Okafor").await;
+    admin.goto(&medai.url("/admin/users")).await;
+    admin.click_button("Disable").await;
+    admin.wait_text("disabled").await;
+    let row = admin.el("#u-dr-grey").await.text().await.unwrap();
+    assert!(row.contains("disabled"), "{row}");
+    clin.goto(&medai.url(&conversation)).await;
+    clin.wait_path("/login").await;
+    clin.wait_text("Sign in").await;
+    clin.close().await;
     admin.close().await;
+
+    idle_warning(&driver, &llm, &mut audit).await;
+
     audit.finish();
     println!("screenshots in {}", driver.screenshot_dir().display());
+}
+
+/// A server with the shortest idle timeout (one minute): the warning shows at once on a signed-in
+/// page, and "Stay signed in" keeps the session.
+async fn idle_warning(driver: &Driver, llm: &str, audit: &mut Audit) {
+    let medai = Medai::start(llm, "[auth]\nsession_idle_timeout = \"61s\"\n").await;
+    let b = driver.browser("idle").await;
+    let (mut auth, _) = enrol(&b, audit, &medai.setup_url, Some("idle-admin"), None).await;
+    login(&b, audit, &medai, "idle-admin", &mut auth, None).await;
+    let warning = b.el("#idle-warning").await;
+    b.wait_for("the idle warning", || async {
+        warning.is_displayed().await.unwrap_or(false)
+    })
+    .await;
+    b.wait_text("You will be signed out in one minute").await;
+    audit.check(&b, "idle-warning", true).await;
+    b.shot("idle-warning").await;
+    b.click_button("Stay signed in").await;
+    b.wait_for("the warning to close", || async {
+        !warning.is_displayed().await.unwrap_or(true)
+    })
+    .await;
+    b.goto(&medai.url("/admin/users")).await;
+    b.wait_text("Signed in as idle-admin").await;
+    b.close().await;
 }
