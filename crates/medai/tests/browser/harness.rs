@@ -175,7 +175,10 @@ impl Medai {
 }
 
 fn medai_command(config: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_medai"));
+    // `MEDAI_TEST_BINARY` runs the flows against another build (a release binary, say).
+    let bin = std::env::var_os("MEDAI_TEST_BINARY")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_medai")), PathBuf::from);
+    let mut c = Command::new(bin);
     c.arg("--config").arg(config);
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("MEDAI_") {
