@@ -114,12 +114,20 @@ pub async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Re
     resp
 }
 
-/// The JSON 404 for unknown routes.
-pub async fn no_route() -> Response {
-    ApiError::NoRoute.into_response()
+/// The 404 for unknown routes: JSON under the API, an HTML page elsewhere.
+pub async fn no_route(uri: axum::http::Uri) -> Response {
+    if crate::web::is_api_path(uri.path()) {
+        ApiError::NoRoute.into_response()
+    } else {
+        crate::web::page::error_page(&ApiError::NotFound("page"))
+    }
 }
 
-/// The JSON 405 for known routes with the wrong method.
-pub async fn method_not_allowed() -> Response {
-    ApiError::MethodNotAllowed.into_response()
+/// The 405 for known routes with the wrong method: JSON under the API, an HTML page elsewhere.
+pub async fn method_not_allowed(uri: axum::http::Uri) -> Response {
+    if crate::web::is_api_path(uri.path()) {
+        ApiError::MethodNotAllowed.into_response()
+    } else {
+        crate::web::page::error_page(&ApiError::MethodNotAllowed)
+    }
 }

@@ -1,6 +1,7 @@
 //! The setup-link pages: choose a password (and, for the first administrator, a username), add
 //! the TOTP secret from a server-rendered QR code, confirm a code, see the recovery codes once.
 
+use super::page::render;
 use crate::api::enrolment::{self, EnrolChallenge, EnrolFinish, EnrolStart};
 use crate::error::{current_request_id, ApiError};
 use crate::extract::ClientInfo;
@@ -8,7 +9,7 @@ use crate::state::AppState;
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::Response;
 use axum::Form;
 use serde::Deserialize;
 
@@ -44,13 +45,6 @@ struct DonePage {
 struct ErrorPage {
     message: String,
     request_id: Option<String>,
-}
-
-fn render(status: StatusCode, t: &impl Template) -> Response {
-    match t.render() {
-        Ok(html) => (status, Html(html)).into_response(),
-        Err(e) => ApiError::Internal(format!("template: {e}")).into_response(),
-    }
 }
 
 fn error_page(e: &ApiError) -> Response {
