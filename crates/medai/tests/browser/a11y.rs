@@ -46,12 +46,41 @@ impl Audit {
     }
 }
 
+/// Runs the checks on a page written to fail each of them and returns the findings, so a check
+/// that silently stopped finding anything fails the test.
+pub async fn findings_on_a_bad_page(b: &Browser) -> Vec<String> {
+    b.goto("about:blank").await;
+    b.c.execute(
+        "document.documentElement.removeAttribute('lang'); document.title = '';\
+         document.body.innerHTML = '<div style=\"background:#ffffff\">\
+           <p style=\"color:#aaaaaa\">Pale text</p>\
+           <input id=\"nameless\"><select id=\"dup\"></select><span id=\"dup\"></span>\
+           <img src=\"x.png\"><button></button></div>';",
+        vec![],
+    )
+    .await
+    .unwrap();
+    let out =
+        b.c.execute(SCRIPT, vec![serde_json::Value::Bool(true)])
+            .await
+            .unwrap();
+    out.as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
 /// Presses Tab `n` times from the top of the page and returns, for each press, a description
 /// of the focused element (`tag#id`, `tag[type]`).
 pub async fn tab_order(b: &Browser, n: usize) -> Vec<String> {
-    // Start from the document itself: no element focused.
+    // Start from the top of the document: focus a non-tabbable marker placed before everything
+    // else (blurring would leave the navigation starting point at the autofocused field).
     b.c.execute(
-        "if (document.activeElement) { document.activeElement.blur(); } window.scrollTo(0, 0);",
+        "let m = document.getElementById('a11y-start');\
+         if (!m) { m = document.createElement('span'); m.id = 'a11y-start'; m.tabIndex = -1;\
+           document.body.insertBefore(m, document.body.firstChild); }\
+         m.focus(); window.scrollTo(0, 0);",
         vec![],
     )
     .await

@@ -216,6 +216,26 @@ async fn flows(driver_path: &std::ffi::OsStr) {
 
     // First run: the administrator opens the printed one-time link.
     let admin = driver.browser("admin").await;
+
+    // The accessibility checker itself finds each kind of fault on a page built to have them.
+    let bad = a11y::findings_on_a_bad_page(&admin).await;
+    for want in [
+        "<html> has no lang",
+        "no <title>",
+        "no <main> landmark",
+        "no <nav> landmark",
+        "form control without a label: input#nameless",
+        "form control without a label: select#dup",
+        "id \"dup\" is used 2 times",
+        "img without alt",
+        "button without text",
+        "contrast 2.32:1",
+    ] {
+        assert!(
+            bad.iter().any(|f| f.contains(want)),
+            "the checker missed {want:?}: {bad:?}"
+        );
+    }
     let (mut admin_auth, _admin_codes) = enrol(
         &admin,
         &mut audit,
@@ -443,6 +463,13 @@ async fn flows(driver_path: &std::ffi::OsStr) {
     );
     assert_eq!(upstream.seen.lock().unwrap().len(), 1, "one model call");
     audit.check(&clin, "chat", true).await;
+    clin.c
+        .execute(
+            "document.querySelector('li.answer').scrollIntoView();",
+            vec![],
+        )
+        .await
+        .unwrap();
     clin.shot("chat-answer").await;
 
     // Feedback: not helpful, unsafe, with a comment; the page confirms and keeps the choice.
@@ -534,7 +561,14 @@ async fn flows(driver_path: &std::ffi::OsStr) {
     audit.check(&comp, "compliance-break-glass", true).await;
     comp.shot("compliance-break-glass").await;
     comp.click_link("Safety overrides").await;
-    comp.wait_text("Should mention aspirin").await;
+    comp.wait_text("\"verdict\":\"unsafe\"").await;
+    let overrides = comp.el("main table").await.text().await.unwrap();
+    assert!(
+        overrides.contains(&own)
+            && overrides.contains("dr-grey")
+            && overrides.contains(upstream::UPSTREAM_MODEL),
+        "the unsafe answer with its patient, clinician and model version: {overrides}"
+    );
     audit.check(&comp, "compliance-overrides", true).await;
     comp.shot("compliance-overrides").await;
     // The officer has no administration or clinical navigation, and the server refuses it.
@@ -558,10 +592,21 @@ async fn flows(driver_path: &std::ffi::OsStr) {
     clin.goto(&medai.url("/patients")).await;
     clin.wait_text("Okafor").await;
     admin.goto(&medai.url("/admin/users")).await;
-    admin.click_button("Disable").await;
-    admin.wait_text("disabled").await;
-    let row = admin.el("#u-dr-grey").await.text().await.unwrap();
-    assert!(row.contains("disabled"), "{row}");
+    admin
+        .el("button[aria-label='Disable dr-grey']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    admin
+        .wait_for("dr-grey shown as disabled", || async {
+            match admin.c.find(fantoccini::Locator::Id("u-dr-grey")).await {
+                Ok(row) => row.text().await.is_ok_and(|t| t.contains("disabled")),
+                Err(_) => false,
+            }
+        })
+        .await;
+    audit.check(&admin, "admin-users-disabled", true).await;
     clin.goto(&medai.url(&conversation)).await;
     clin.wait_path("/login").await;
     clin.wait_text("Sign in").await;
