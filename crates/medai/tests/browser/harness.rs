@@ -492,12 +492,10 @@ impl Authenticator {
         }
     }
 
+    /// The current 30-second step, from the same wall clock the server reads.
     fn now_step() -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            / 30
+        use medai_core::Clock as _;
+        u64::try_from(medai_core::SystemClock.now()).unwrap() / 30
     }
 
     /// The next code to type: for the current step, or the next one (within the server's one

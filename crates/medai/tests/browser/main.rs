@@ -98,6 +98,17 @@ async fn enrol(
     (auth, codes)
 }
 
+/// Prints how long each part of the flows took (for the docs and for finding slow steps).
+struct Phases(std::time::Instant);
+
+impl Phases {
+    /// Ends the current part, named `name`; the next one starts now.
+    fn done(&mut self, name: &str) {
+        println!("  {name:<34} {:>5.1} s", self.0.elapsed().as_secs_f64());
+        self.0 = std::time::Instant::now();
+    }
+}
+
 /// Signs in through `/login` and `/login/totp` with a freshly computed code; waits until the
 /// browser has left the sign-in pages. `shots`: names for the two pages' screenshots and checks.
 async fn login(
@@ -209,10 +220,13 @@ async fn fits_width(b: &Browser) -> bool {
 }
 
 async fn flows(driver_path: &std::ffi::OsStr) {
+    let mut phase = Phases(std::time::Instant::now());
     let (upstream, llm) = upstream::start().await;
-    let medai = Medai::start(&llm, "").await;
+    // Checkpoints every second, so the audit page shows a signed one.
+    let medai = Medai::start(&llm, "[audit]\ncheckpoint_interval = \"1s\"\n").await;
     let driver = Driver::start(driver_path).await;
     let mut audit = Audit::default();
+    phase.done("medai, model server, chromedriver");
 
     // First run: the administrator opens the printed one-time link.
     let admin = driver.browser("admin").await;
@@ -244,6 +258,7 @@ async fn flows(driver_path: &std::ffi::OsStr) {
         Some(("setup-password", "setup-totp", "setup-recovery-codes")),
     )
     .await;
+    phase.done("setup");
     // The link is single-use: opening it again shows the error page with a request id.
     admin.goto(&medai.setup_url).await;
     admin.wait_text("request id").await;
@@ -290,6 +305,7 @@ async fn flows(driver_path: &std::ffi::OsStr) {
     assert!(nav.contains("Users and care teams"), "{nav}");
     assert!(!nav.contains("My patients"), "{nav}");
 
+    phase.done("keyboard and admin sign-in");
     // Two care teams, a clinician on the first, a service account and its token for the EHR
     // feed, and one patient on each team.
     for team in ["cardiology", "oncology"] {
@@ -337,6 +353,7 @@ async fn flows(driver_path: &std::ffi::OsStr) {
         .trim()
         .to_owned();
 
+    phase.done("administration");
     // The clinician enrols from the link and signs in.
     let clin = driver.browser("clinician").await;
     let (mut clin_auth, _) = enrol(&clin, &mut audit, &clinician_link, None, None).await;
@@ -356,6 +373,7 @@ async fn flows(driver_path: &std::ffi::OsStr) {
     clin.wait_text("No patient on your care teams matches this search")
         .await;
 
+    phase.done("clinician enrolment and patients");
     // The patient page, on a laptop and on a tablet.
     clin.goto(&medai.url(&format!("/patients/{own}"))).await;
     clin.wait_text("Demographics").await;
@@ -380,6 +398,7 @@ async fn flows(driver_path: &std::ffi::OsStr) {
     clin.shot("patient-tablet").await;
     clin.c.set_window_size(1280, 900).await.unwrap();
 
+    phase.done("patient page");
     // A conversation: the question triggers the chest-pain escalation, and the answer streams in.
     clin.fill("Start a conversation: topic", "Chest pain follow-up")
         .await;
@@ -472,6 +491,7 @@ async fn flows(driver_path: &std::ffi::OsStr) {
         .unwrap();
     clin.shot("chat-answer").await;
 
+    phase.done("streamed answer");
     // Feedback: not helpful, unsafe, with a comment; the page confirms and keeps the choice.
     clin.el("input[name=helpful][value=not_helpful]")
         .await
@@ -503,6 +523,7 @@ async fn flows(driver_path: &std::ffi::OsStr) {
     );
     clin.shot("chat-feedback").await;
 
+    phase.done("feedback");
     // Another team's patient: refused, with the break-glass form; a reason opens the record.
     clin.goto(&medai.url(&format!("/patients/{other}"))).await;
     clin.wait_text("This patient is not on your care teams")
@@ -527,6 +548,7 @@ async fn flows(driver_path: &std::ffi::OsStr) {
     audit.check(&clin, "break-glass-granted", true).await;
     clin.shot("break-glass-granted").await;
 
+    phase.done("break-glass");
     // Error pages: a clinician on an admin page (403) and an unknown page (404), each with a
     // request id and no internal detail.
     for (path, status, name) in [
@@ -542,12 +564,18 @@ async fn flows(driver_path: &std::ffi::OsStr) {
         clin.shot(name).await;
     }
 
+    phase.done("error pages");
     // The compliance officer sees the refusal, the break-glass grant and the unsafe answer.
     let comp = driver.browser("compliance").await;
     let (mut comp_auth, _) = enrol(&comp, &mut audit, &compliance_link, None, None).await;
     login(&comp, &mut audit, &medai, "audit-lee", &mut comp_auth, None).await;
     comp.wait_path("/compliance/audit").await;
     comp.wait_text("Integrity of the log").await;
+    let integrity = comp.el("main dl").await.text().await.unwrap();
+    assert!(
+        integrity.contains("signed"),
+        "a signed checkpoint: {integrity}"
+    );
     comp.fill("Patient id", &other).await;
     comp.click_button("Filter").await;
     comp.wait_text("patient.break_glass").await;
@@ -587,6 +615,7 @@ async fn flows(driver_path: &std::ffi::OsStr) {
     comp.wait_path("/login").await;
     comp.close().await;
 
+    phase.done("compliance");
     // The administrator disables the clinician; the clinician's next page load is the sign-in
     // page.
     clin.goto(&medai.url("/patients")).await;
@@ -613,7 +642,15 @@ async fn flows(driver_path: &std::ffi::OsStr) {
     clin.close().await;
     admin.close().await;
 
+    phase.done("disable");
+    // Everything the flows did left the audit log intact, as the operator's check sees it.
+    let verify = medai.cli(&["audit", "verify"]);
+    assert!(verify.contains("OK: the audit log verifies"), "{verify}");
+    println!("medai audit verify: {}", verify.trim());
+
+    phase.done("audit verify");
     idle_warning(&driver, &llm, &mut audit).await;
+    phase.done("idle warning");
 
     audit.finish();
     println!("screenshots in {}", driver.screenshot_dir().display());
