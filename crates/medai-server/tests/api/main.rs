@@ -18,3 +18,4 @@ mod flows;
 mod monitoring;
 mod serving;
 mod web;
+mod web_pages;
