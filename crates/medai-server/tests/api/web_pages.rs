@@ -253,9 +253,12 @@ async fn login_returns_to_the_page_the_user_was_on_and_never_elsewhere() {
         format!("/login?next=/patients/{}%3Fx%3D1&expired=1", w.mine)
     );
     let ended = app.audit("session.end").await;
-    assert!(ended
-        .iter()
-        .any(|e| e.event.detail.as_deref().unwrap_or("").contains("idle_timeout")));
+    assert!(ended.iter().any(|e| e
+        .event
+        .detail
+        .as_deref()
+        .unwrap_or("")
+        .contains("idle_timeout")));
     let html = page(
         get(
             &c,

@@ -567,7 +567,7 @@ async fn flows(driver_path: &std::ffi::OsStr) {
     phase.done("error pages");
     // The compliance officer sees the refusal, the break-glass grant and the unsafe answer.
     let comp = driver.browser("compliance").await;
-    let (mut comp_auth, _) = enrol(&comp, &mut audit, &compliance_link, None, None).await;
+    let (mut comp_auth, comp_codes) = enrol(&comp, &mut audit, &compliance_link, None, None).await;
     login(&comp, &mut audit, &medai, "audit-lee", &mut comp_auth, None).await;
     comp.wait_path("/compliance/audit").await;
     comp.wait_text("Integrity of the log").await;
@@ -611,8 +611,21 @@ async fn flows(driver_path: &std::ffi::OsStr) {
     comp.goto(&medai.url("/compliance/audit")).await;
     comp.click_button("Sign out").await;
     comp.wait_text("You are signed out").await;
-    comp.goto(&medai.url("/compliance/audit")).await;
+    // Back to a page while signed out: the sign-in page, then (with a recovery code instead of
+    // the authenticator) back to that page.
+    comp.goto(&medai.url("/compliance/break-glass")).await;
     comp.wait_path("/login").await;
+    comp.fill("Username", "audit-lee").await;
+    comp.fill("Password", PASSWORD).await;
+    comp.click_button("Continue").await;
+    comp.wait_path("/login/totp").await;
+    comp.click_link("Use a recovery code").await;
+    comp.wait_path("/login/recovery").await;
+    comp.fill("Recovery code", &comp_codes[0]).await;
+    audit.check(&comp, "login-recovery", false).await;
+    comp.click_button("Sign in").await;
+    comp.wait_path("/compliance/break-glass").await;
+    comp.wait_text("Signed in as audit-lee").await;
     comp.close().await;
 
     phase.done("compliance");
