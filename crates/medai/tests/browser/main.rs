@@ -415,35 +415,51 @@ async fn flows(driver_path: &std::ffi::OsStr) {
     .await;
     clin.click_button("Ask the assistant").await;
     let full = upstream::full_answer();
-    // Poll the live answer as fast as WebDriver allows: a partial prefix must show before the
-    // whole text (the upstream pauses 400 ms between pieces).
+    // Poll the live answer as fast as WebDriver allows (one script call reads the answer, the
+    // line under it and the escalation at once): a proper prefix of the answer must show before
+    // the whole of it (the upstream pauses 400 ms between pieces), then the model line, all
+    // before the page reloads with the stored answer.
+    const LIVE: &str = "const t = document.getElementById('live-answer-text');\
+        const live = document.getElementById('live-answer');\
+        const meta = live ? live.querySelector('.meta') : null;\
+        const esc = document.getElementById('live-escalation');\
+        return [t ? t.textContent : null, meta ? meta.textContent : '', esc ? esc.textContent : ''];";
+    let model_line = format!("Model browser-model, version {}", upstream::UPSTREAM_MODEL);
     let mut partial: Option<String> = None;
+    let mut escalation = String::new();
+    let mut whole = false;
     let deadline = std::time::Instant::now() + harness::WAIT;
     loop {
-        let text = match clin
-            .c
-            .find(fantoccini::Locator::Id("live-answer-text"))
-            .await
-        {
-            Ok(el) => el.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        if text == full {
+        let v = clin.c.execute(LIVE, vec![]).await.unwrap_or_default();
+        let text = v[0].as_str();
+        let meta = v[1].as_str().unwrap_or_default();
+        if escalation.is_empty() {
+            escalation = v[2].as_str().unwrap_or_default().to_owned();
+        }
+        match text {
+            None if partial.is_some() => {
+                clin.fail("the page reloaded before the answer and its model line were seen")
+                    .await
+            }
+            Some(t) if t == full => whole = true,
+            Some(t) if !t.is_empty() => {
+                assert!(!whole, "the answer shrank after it was complete: {t:?}");
+                assert!(full.starts_with(t), "streamed text {t:?} is not a prefix");
+                if partial.is_none() {
+                    clin.shot("chat-streaming").await;
+                    partial = Some(t.to_owned());
+                }
+            }
+            _ => {}
+        }
+        if whole && meta.contains(&model_line) {
             break;
         }
-        if !text.is_empty() {
-            assert!(
-                full.starts_with(&text),
-                "streamed text {text:?} is not a prefix"
-            );
-            if partial.is_none() {
-                clin.shot("chat-streaming").await;
-                partial = Some(text);
-            }
-        }
         if std::time::Instant::now() > deadline {
-            clin.fail("timed out waiting for the whole streamed answer")
-                .await;
+            clin.fail(&format!(
+                "timed out waiting for the whole streamed answer and {model_line:?}"
+            ))
+            .await;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
@@ -453,18 +469,10 @@ async fn flows(driver_path: &std::ffi::OsStr) {
         partial.len(),
         full.len()
     );
-    let live = clin.el("#live-answer").await;
-    clin.wait_for("the model line under the live answer", || async {
-        live.text().await.is_ok_and(|t| {
-            t.contains(&format!(
-                "Model browser-model, version {}",
-                upstream::UPSTREAM_MODEL
-            ))
-        })
-    })
-    .await;
-    let escalation = clin.el("#live-escalation").await.text().await.unwrap();
-    assert!(escalation.contains("Escalation"), "{escalation:?}");
+    assert!(
+        escalation.contains("Escalation: Possible acute coronary syndrome"),
+        "the escalation shown while streaming: {escalation:?}"
+    );
     // The page then reloads with the stored answer, its model and the feedback form.
     clin.xpath(
         "the stored answer",
