@@ -226,8 +226,11 @@ impl Driver {
             assert!(Instant::now() < deadline, "chromedriver never became ready");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        // A relative directory is taken from the workspace root (cargo runs tests from the
+        // package's directory), so `MEDAI_SCREENSHOT_DIR=docs/screenshots` means the repo's.
         let shots = match std::env::var_os("MEDAI_SCREENSHOT_DIR") {
-            Some(d) => PathBuf::from(d),
+            Some(d) if Path::new(&d).is_absolute() => PathBuf::from(d),
+            Some(d) => Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(d),
             None => tmp.path().join("screenshots"),
         };
         std::fs::create_dir_all(&shots).unwrap();

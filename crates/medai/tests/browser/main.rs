@@ -227,6 +227,8 @@ async fn flows(driver_path: &std::ffi::OsStr) {
     let driver = Driver::start(driver_path).await;
     let mut audit = Audit::default();
     phase.done("medai, model server, chromedriver");
+    let idle = idle_start(&driver, &llm, &mut audit).await;
+    phase.done("idle warning (second server)");
 
     // First run: the administrator opens the printed one-time link.
     let admin = driver.browser("admin").await;
@@ -670,16 +672,24 @@ async fn flows(driver_path: &std::ffi::OsStr) {
     println!("medai audit verify: {}", verify.trim());
 
     phase.done("audit verify");
-    idle_warning(&driver, &llm, &mut audit).await;
-    phase.done("idle warning");
+    idle_finish(idle).await;
+    phase.done("automatic logoff (waits out 61 s idle)");
 
     audit.finish();
     println!("screenshots in {}", driver.screenshot_dir().display());
 }
 
-/// A server with the shortest idle timeout (one minute): the warning shows at once on a signed-in
-/// page, and "Stay signed in" keeps the session.
-async fn idle_warning(driver: &Driver, llm: &str, audit: &mut Audit) {
+/// A second server with the shortest idle timeout (61 s) and one signed-in administrator.
+struct Idle {
+    medai: Medai,
+    b: Browser,
+    /// Just before the browser's last request.
+    last_activity: std::time::Instant,
+}
+
+/// The idle warning shows (at once, as the timeout is one minute) on a signed-in page, and
+/// "Stay signed in" closes it. The browser is then left alone while the other flows run.
+async fn idle_start(driver: &Driver, llm: &str, audit: &mut Audit) -> Idle {
     let medai = Medai::start(llm, "[auth]\nsession_idle_timeout = \"61s\"\n").await;
     let b = driver.browser("idle").await;
     let (mut auth, _) = enrol(&b, audit, &medai.setup_url, Some("idle-admin"), None).await;
@@ -697,7 +707,46 @@ async fn idle_warning(driver: &Driver, llm: &str, audit: &mut Audit) {
         !warning.is_displayed().await.unwrap_or(true)
     })
     .await;
+    let last_activity = std::time::Instant::now();
     b.goto(&medai.url("/admin/users")).await;
     b.wait_text("Signed in as idle-admin").await;
+    Idle {
+        medai,
+        b,
+        last_activity,
+    }
+}
+
+/// Automatic logoff: a minute after the last request the page itself goes to the sign-in page
+/// saying the session ended, and the server has ended the session too.
+async fn idle_finish(idle: Idle) {
+    let Idle {
+        medai,
+        b,
+        last_activity,
+    } = idle;
+    let timeout = std::time::Duration::from_secs(61);
+    let deadline = last_activity + timeout + std::time::Duration::from_secs(30);
+    while b.path().await != "/login" {
+        if std::time::Instant::now() > deadline {
+            b.fail("no automatic logoff 90 s after the last activity")
+                .await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(
+        last_activity.elapsed() >= timeout,
+        "signed out after only {:?}",
+        last_activity.elapsed()
+    );
+    b.wait_text("Your session ended").await;
+    b.shot("idle-signed-out").await;
+    // The server's own idle timeout (counted in whole seconds) has passed too: a page load now
+    // is refused and leads to sign-in. Wait out two more seconds of margin first, by the clock.
+    while last_activity.elapsed() < timeout + std::time::Duration::from_secs(2) {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    b.goto(&medai.url("/admin/users")).await;
+    b.wait_path("/login").await;
     b.close().await;
 }
