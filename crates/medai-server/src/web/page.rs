@@ -481,6 +481,31 @@ mod tests {
         assert_eq!(query_escape("/p?a=1&b=2"), "/p%3Fa%3D1%26b%3D2");
     }
 
+    #[tokio::test]
+    async fn server_error_pages_hide_the_detail_and_show_the_request_id() {
+        let resp = crate::error::REQUEST_ID
+            .scope("req-77".to_owned(), async {
+                error_page(&ApiError::Internal("table users: secret detail".into()))
+            })
+            .await;
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(resp.headers()[header::CONTENT_SECURITY_POLICY], PAGE_CSP);
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let html = String::from_utf8(body.to_vec()).unwrap();
+        assert!(html.contains("req-77"), "{html}");
+        assert!(html.contains("Something went wrong"));
+        assert!(!html.contains("secret"), "{html}");
+
+        let resp = error_page(&ApiError::TooManyRequests {
+            retry_after: 9,
+            code: "throttled",
+        });
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "9");
+    }
+
     #[test]
     fn messages_become_sentences() {
         assert_eq!(sentence("patient not found"), "Patient not found.");
