@@ -74,6 +74,7 @@ pub struct Medai {
     /// The first-run setup link printed on standard output.
     pub setup_url: String,
     config: PathBuf,
+    log: PathBuf,
     _proc: Guard,
     _tmp: tempfile::TempDir,
 }
@@ -115,7 +116,7 @@ impl Medai {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
-        let proc = Guard::new("medai", child, false, Some(log));
+        let proc = Guard::new("medai", child, false, Some(log.clone()));
         let (tx, rx) = mpsc::channel::<String>();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -151,6 +152,7 @@ impl Medai {
             base,
             setup_url,
             config,
+            log,
             _proc: proc,
             _tmp: tmp,
         }
@@ -159,6 +161,14 @@ impl Medai {
     /// `base` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// The access log line (JSON) of the request with this id, if the server logged one.
+    pub fn access_log(&self, request_id: &str) -> Option<serde_json::Value> {
+        let text = std::fs::read_to_string(&self.log).unwrap();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["message"] == "request" && v["request_id"] == request_id)
     }
 
     /// Runs an operator command against the same data directory, as an operator would while the

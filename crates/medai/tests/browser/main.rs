@@ -569,7 +569,12 @@ async fn flows(driver_path: &std::ffi::OsStr) {
         clin.wait_text(&format!("Error {status}")).await;
         clin.wait_text("request id").await;
         let id = clin.el("main code").await.text().await.unwrap();
-        assert!(id.len() >= 8, "request id {id:?}");
+        // The id is the one the server logged for this request, so support can find it.
+        let line = medai
+            .access_log(id.trim())
+            .unwrap_or_else(|| panic!("no access log line with request id {id:?}"));
+        assert_eq!(line["status"].to_string(), status, "{line}");
+        assert_eq!(line["method"], "GET", "{line}");
         audit.check(&clin, name, false).await;
         clin.shot(name).await;
     }
