@@ -163,12 +163,13 @@ impl Medai {
         format!("{}{path}", self.base)
     }
 
-    /// The access log line (JSON) of the request with this id, if the server logged one.
-    pub fn access_log(&self, request_id: &str) -> Option<serde_json::Value> {
+    /// The server's access log lines (JSON) so far.
+    pub fn access_log(&self) -> Vec<serde_json::Value> {
         let text = std::fs::read_to_string(&self.log).unwrap();
         text.lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|v| v["message"] == "request" && v["request_id"] == request_id)
+            .filter(|v| v["message"] == "request")
+            .collect()
     }
 
     /// Runs an operator command against the same data directory, as an operator would while the
@@ -259,6 +260,12 @@ impl Driver {
 
     /// A fresh headless Chromium (its own profile, so its own cookies) at 1280x900.
     pub async fn browser(&self, who: &'static str) -> Browser {
+        self.browser_with(who, true).await
+    }
+
+    /// [`Driver::browser`], with the pages' JavaScript turned off when `javascript` is false
+    /// (WebDriver's own scripts still run).
+    pub async fn browser_with(&self, who: &'static str, javascript: bool) -> Browser {
         let profile = tempfile::tempdir().unwrap();
         let mut caps = serde_json::Map::new();
         caps.insert("browserName".into(), "chrome".into());
@@ -281,6 +288,10 @@ impl Driver {
                 format!("--user-data-dir={}", profile.path().display()),
             ]
         });
+        if !javascript {
+            opts["prefs"] =
+                serde_json::json!({"profile.managed_default_content_settings.javascript": 2});
+        }
         if let Some(bin) = std::env::var_os("MEDAI_TEST_CHROMIUM") {
             opts["binary"] = bin.to_string_lossy().into_owned().into();
         }

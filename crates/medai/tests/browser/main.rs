@@ -571,7 +571,9 @@ async fn flows(driver_path: &std::ffi::OsStr) {
         let id = clin.el("main code").await.text().await.unwrap();
         // The id is the one the server logged for this request, so support can find it.
         let line = medai
-            .access_log(id.trim())
+            .access_log()
+            .into_iter()
+            .find(|l| l["request_id"] == id.trim())
             .unwrap_or_else(|| panic!("no access log line with request id {id:?}"));
         assert_eq!(line["status"].to_string(), status, "{line}");
         assert_eq!(line["method"], "GET", "{line}");
@@ -579,7 +581,85 @@ async fn flows(driver_path: &std::ffi::OsStr) {
         clin.shot(name).await;
     }
 
+    // Without JavaScript: a second clinician (created with the CLI) enrols, signs in and asks;
+    // the form posts and the page shows the whole answer when it has loaded.
     phase.done("error pages");
+    let out = medai.cli(&[
+        "user",
+        "add",
+        "dr-plain",
+        "--role",
+        "clinician",
+        "--care-team",
+        "cardiology",
+    ]);
+    let plain_link = out
+        .lines()
+        .find(|l| l.contains("/setup?token="))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let plain = driver.browser_with("no-javascript", false).await;
+    let (mut plain_auth, _) = enrol(&plain, &mut audit, &plain_link, None, None).await;
+    login(
+        &plain,
+        &mut audit,
+        &medai,
+        "dr-plain",
+        &mut plain_auth,
+        None,
+    )
+    .await;
+    plain.goto(&medai.url(&format!("/patients/{own}"))).await;
+    plain
+        .fill("Start a conversation: topic", "Without scripts")
+        .await;
+    plain.click_button("Start conversation").await;
+    plain
+        .wait_for("the conversation page", || async {
+            plain.path().await.starts_with("/conversations/")
+        })
+        .await;
+    plain
+        .fill(
+            "Your question about this patient",
+            "Is the troponin trend reassuring?",
+        )
+        .await;
+    plain.click_button("Ask the assistant").await;
+    plain
+        .xpath(
+            "the whole answer after the form post",
+            &format!(
+                "//li[contains(@class, 'answer')]//p[@class='text' and normalize-space(.)={:?}]",
+                full.trim()
+            ),
+        )
+        .await;
+    // The question went through the form post, not the script's call to the streaming API: of
+    // the two questions asked, one used each.
+    let posts = |route: &str| {
+        medai
+            .access_log()
+            .iter()
+            .filter(|l| l["method"] == "POST" && l["route"] == route)
+            .count()
+    };
+    assert_eq!(
+        posts("/conversations/{id}/ask"),
+        1,
+        "one question by form post"
+    );
+    assert_eq!(
+        posts("/api/v1/conversations/{id}/messages"),
+        1,
+        "one question streamed by the script"
+    );
+    plain.shot("chat-no-javascript").await;
+    plain.close().await;
+    assert_eq!(upstream.seen.lock().unwrap().len(), 2, "two model calls");
+    phase.done("chat without JavaScript");
+
     // The compliance officer sees the refusal, the break-glass grant and the unsafe answer.
     let comp = driver.browser("compliance").await;
     let (mut comp_auth, comp_codes) = enrol(&comp, &mut audit, &compliance_link, None, None).await;
