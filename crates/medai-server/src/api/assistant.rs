@@ -416,6 +416,19 @@ pub struct FeedbackIn {
     pub comment: Option<String>,
 }
 
+/// The model id and version an answer's provenance names (`unknown` where absent).
+pub(crate) fn model_of(provenance: Option<&serde_json::Value>) -> (String, String) {
+    let get = |key: &str| {
+        provenance
+            .and_then(|p| p.get("model"))
+            .and_then(|v| v.get(key))
+            .and_then(|v| v.as_str())
+            .unwrap_or("unknown")
+            .to_owned()
+    };
+    (get("id"), get("version"))
+}
+
 /// Records the caller's feedback on an answer (replacing their earlier feedback on it).
 #[utoipa::path(put, path = "/api/v1/messages/{id}/feedback", tag = "assistant",
     params(("id" = String, Path, description = "Answer message id")), request_body = FeedbackIn,
@@ -482,16 +495,7 @@ pub async fn put_feedback(
             "feedback applies to the assistant's answers only",
         ));
     }
-    let model = |key: &str| {
-        m.provenance
-            .as_ref()
-            .and_then(|p| p.get("model"))
-            .and_then(|v| v.get(key))
-            .and_then(|v| v.as_str())
-            .unwrap_or("unknown")
-            .to_owned()
-    };
-    let (model_id, model_version) = (model("id"), model("version"));
+    let (model_id, model_version) = model_of(m.provenance.as_ref());
     let (fb, replaced) = conversations::set_feedback(
         &mut tx,
         &phi,

@@ -3,15 +3,15 @@
 //! Every change goes through the JSON API's handler, so it is authorised and audited the same.
 
 use super::page::{
-    render, role_label, see_other, short_time, CsrfForm, Nav, NoFields, PageResult, WebUser,
+    render, role_label, see_other, short_time, CsrfForm, Lenient, Nav, NoFields, PageResult,
+    WebUser,
 };
 use crate::api::admin::{self as api, NewCareTeam, NewToken, NewUser};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
 use crate::state::AppState;
 use askama::Template;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use medai_core::Role;
@@ -72,9 +72,8 @@ fn notice(done: Option<&str>) -> Option<&'static str> {
 pub async fn users(
     State(st): State<AppState>,
     u: WebUser,
-    q: Result<Query<DoneQuery>, QueryRejection>,
+    Lenient(DoneQuery { done }): Lenient<DoneQuery>,
 ) -> PageResult {
-    let done = q.map(|Query(q)| q).unwrap_or_default().done;
     let Json(list) = api::list_users(State(st.clone()), u.p.clone()).await?;
     let Json(teams) = api::list_care_teams(State(st.clone()), u.p.clone()).await?;
     let name_of = |id: &str| {
@@ -338,9 +337,8 @@ async fn tokens_page(
 pub async fn tokens(
     State(st): State<AppState>,
     u: WebUser,
-    q: Result<Query<DoneQuery>, QueryRejection>,
+    Lenient(DoneQuery { done }): Lenient<DoneQuery>,
 ) -> PageResult {
-    let done = q.map(|Query(q)| q).unwrap_or_default().done;
     tokens_page(&st, &u, done.as_deref(), None, StatusCode::OK).await
 }
 

@@ -4,15 +4,16 @@
 
 use super::page::{
     cookie, csrf_for, csrf_ok, csrf_refused, error_page, home_of, login_binding, query_escape,
-    render, safe_next, see_other, sentence, CsrfForm, NoFields, WebUser, LOGIN_CSRF_COOKIE,
+    render, safe_next, see_other, sentence, CsrfForm, Lenient, NoFields, WebUser,
+    LOGIN_CSRF_COOKIE,
 };
 use crate::api::auth::{self, LoginRequest, RecoveryRequest, TotpRequest};
 use crate::error::ApiError;
 use crate::extract::{session_cookie, ApiJson, ClientInfo, Principal};
 use crate::state::AppState;
 use askama::Template;
-use axum::extract::rejection::{FormRejection, QueryRejection};
-use axum::extract::{FromRequestParts as _, Query, Request, State};
+use axum::extract::rejection::FormRejection;
+use axum::extract::{FromRequestParts as _, Request, State};
 use axum::http::header::{RETRY_AFTER, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -63,10 +64,9 @@ fn with_cookie(mut resp: Response, set: Option<HeaderValue>) -> Response {
 /// `GET /login`: the password form. A user already signed in goes on to where they were going.
 pub async fn login_form(
     State(st): State<AppState>,
-    q: Result<Query<LoginQuery>, QueryRejection>,
+    Lenient(q): Lenient<LoginQuery>,
     req: Request,
 ) -> Response {
-    let q = q.map(|Query(q)| q).unwrap_or_default();
     let next = safe_next(q.next.as_deref());
     let (mut parts, _) = req.into_parts();
     if session_cookie(&parts.headers).is_some() {
@@ -192,20 +192,12 @@ fn code_form(headers: &HeaderMap, next: Option<String>, recovery: bool) -> Respo
 }
 
 /// `GET /login/totp`: the code form (after the password step).
-pub async fn totp_form(
-    headers: HeaderMap,
-    q: Result<Query<NextQuery>, QueryRejection>,
-) -> Response {
-    let q = q.map(|Query(q)| q).unwrap_or_default();
+pub async fn totp_form(headers: HeaderMap, Lenient(q): Lenient<NextQuery>) -> Response {
     code_form(&headers, safe_next(q.next.as_deref()), false)
 }
 
 /// `GET /login/recovery`: the recovery-code form.
-pub async fn recovery_form(
-    headers: HeaderMap,
-    q: Result<Query<NextQuery>, QueryRejection>,
-) -> Response {
-    let q = q.map(|Query(q)| q).unwrap_or_default();
+pub async fn recovery_form(headers: HeaderMap, Lenient(q): Lenient<NextQuery>) -> Response {
     code_form(&headers, safe_next(q.next.as_deref()), true)
 }
 

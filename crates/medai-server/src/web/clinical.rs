@@ -4,8 +4,8 @@
 //! feedback on answers. Every action goes through the JSON API's handler for it.
 
 use super::page::{
-    error_page, render, see_other, sentence, when, CsrfForm, Nav, NoFields, PageError, PageResult,
-    WebUser,
+    error_page, render, see_other, seg, sentence, when, CsrfForm, Lenient, Nav, NoFields,
+    PageError, PageResult, WebUser,
 };
 use crate::api::assistant::{
     self as api_assistant, ConversationIn, FeedbackIn, MessageOut, PageQuery, QuestionIn,
@@ -15,26 +15,12 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 use askama::Template;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use medai_core::Action;
 use medai_store::{break_glass, care_teams, conversations, StoreError};
 use serde::Deserialize;
-
-/// A path segment, percent-encoded for a `Location` header.
-pub(crate) fn seg(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for b in v.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
 
 /// An empty form field is an absent one.
 fn given(v: Option<String>) -> Option<String> {
@@ -70,9 +56,8 @@ pub struct SearchQuery {
 pub async fn patients(
     State(st): State<AppState>,
     u: WebUser,
-    q: Result<Query<SearchQuery>, QueryRejection>,
+    Lenient(q): Lenient<SearchQuery>,
 ) -> PageResult {
-    let q = q.map(|Query(q)| q).unwrap_or_default();
     let (name, mrn) = (given(q.name), given(q.mrn));
     let query = PatientQuery {
         mrn: mrn.clone(),
@@ -174,9 +159,8 @@ pub async fn patient(
     State(st): State<AppState>,
     u: WebUser,
     Path(id): Path<String>,
-    q: Result<Query<PatientPageQuery>, QueryRejection>,
+    Lenient(q): Lenient<PatientPageQuery>,
 ) -> PageResult {
-    let q = q.map(|Query(q)| q).unwrap_or_default();
     let got = api_patients::get(State(st.clone()), u.p.clone(), ApiPath(id.clone())).await;
     let Json(pt) = match got {
         Ok(x) => x,
@@ -380,16 +364,8 @@ fn escalation(st: &AppState, rule_id: &str) -> Escalation {
 }
 
 fn model_of(m: &MessageOut) -> String {
-    let get = |k: &str| {
-        m.provenance
-            .as_ref()
-            .and_then(|p| p.get("model"))
-            .and_then(|v| v.get(k))
-            .and_then(|v| v.as_str())
-            .unwrap_or("unknown")
-            .to_owned()
-    };
-    format!("{}, version {}", get("id"), get("version"))
+    let (id, version) = api_assistant::model_of(m.provenance.as_ref());
+    format!("{id}, version {version}")
 }
 
 /// The conversation page's query.
@@ -404,9 +380,8 @@ pub async fn conversation(
     State(st): State<AppState>,
     u: WebUser,
     Path(id): Path<String>,
-    q: Result<Query<ConversationQuery>, QueryRejection>,
+    Lenient(q): Lenient<ConversationQuery>,
 ) -> PageResult {
-    let q = q.map(|Query(q)| q).unwrap_or_default();
     let Json(d) =
         api_assistant::get_conversation(State(st.clone()), u.p.clone(), ApiPath(id)).await?;
     let n = d.messages.len();

@@ -3,6 +3,7 @@
 //! rendering with the page security headers, and the HTML error pages.
 
 use crate::error::{current_request_id, ApiError};
+pub use crate::extract::cookie;
 use crate::extract::{session_cookie, AuthKind, Principal};
 use crate::state::AppState;
 use askama::Template;
@@ -44,19 +45,6 @@ pub fn csrf_ok(binding: Option<&str>, given: &str) -> bool {
     }
 }
 
-/// A cookie's value from the request.
-pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
-        .filter(|v| !v.is_empty())
-}
-
 /// The login-form cookie, and the `Set-Cookie` that creates it when the request had none.
 pub fn login_binding(st: &AppState, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
     if let Some(v) = cookie(headers, LOGIN_CSRF_COOKIE) {
@@ -90,17 +78,44 @@ pub fn safe_next(next: Option<&str>) -> Option<String> {
     ok.then(|| n.to_owned())
 }
 
-/// Percent-encodes a value for a query string.
-pub fn query_escape(v: &str) -> String {
+/// Percent-encodes `v`, keeping letters, digits, `-._~` and the bytes in `keep`.
+fn escape(v: &str, keep: &[u8]) -> String {
     let mut out = String::with_capacity(v.len());
     for b in v.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || keep.contains(&b) {
             out.push(char::from(b));
         } else {
             out.push_str(&format!("%{b:02X}"));
         }
     }
     out
+}
+
+/// Percent-encodes a value for a query string (a local path keeps its slashes).
+pub fn query_escape(v: &str) -> String {
+    escape(v, b"/")
+}
+
+/// Percent-encodes a path segment for a `Location` header.
+pub fn seg(v: &str) -> String {
+    escape(v, b"")
+}
+
+/// The query of a page, or its defaults when it cannot be read (a page's query only fills
+/// forms and notices; anything that matters is validated by the handler it reaches).
+pub struct Lenient<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequestParts<S> for Lenient<T> {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, st: &S) -> Result<Self, Self::Rejection> {
+        Ok(Lenient(
+            axum::extract::Query::<T>::from_request_parts(parts, st)
+                .await
+                .map(|q| q.0)
+                .unwrap_or_default(),
+        ))
+    }
 }
 
 /// Where a user lands after login (and at `/`).
