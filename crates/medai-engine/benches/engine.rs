@@ -1,0 +1,2 @@
+//! Engine benchmark (filled in below).
+fn main() {}
