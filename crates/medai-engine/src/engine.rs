@@ -81,11 +81,51 @@ impl EngineConfig {
 struct Prompter {
     template: ChatTemplate,
     tokenizer: Arc<Tokenizer>,
+    /// The special tokens' text (`<|im_end|>`, ...), longest first.
+    specials: Vec<String>,
 }
 
+/// Put inside a special token's text found in a message, so it stays text: U+2060 WORD JOINER,
+/// invisible and not part of any token's text.
+const BREAK: char = '\u{2060}';
+
 impl Prompter {
+    fn new(template: ChatTemplate, tokenizer: Arc<Tokenizer>) -> Self {
+        let mut specials: Vec<String> = tokenizer
+            .get_added_tokens_decoder()
+            .into_values()
+            .filter(|t| t.special && t.content.chars().count() > 1)
+            .map(|t| t.content)
+            .collect();
+        specials.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        Self {
+            template,
+            tokenizer,
+            specials,
+        }
+    }
+
+    /// A message's text with every special token's text broken up, so a message cannot close its
+    /// turn or open another role's (the template's own special tokens stay intact).
+    fn neutralise(&self, text: &str) -> String {
+        let mut text = text.to_string();
+        for special in &self.specials {
+            if text.contains(special.as_str()) {
+                let mut chars = special.chars();
+                let first = chars.next().map(String::from).unwrap_or_default();
+                let broken = format!("{first}{BREAK}{}", chars.as_str());
+                text = text.replace(special.as_str(), &broken);
+            }
+        }
+        text
+    }
+
     fn render(&self, messages: &[Message]) -> Result<String, EngineError> {
-        self.template.render(messages)
+        let safe: Vec<Message> = messages
+            .iter()
+            .map(|m| Message::new(m.role, self.neutralise(&m.content)))
+            .collect();
+        self.template.render(&safe)
     }
 
     fn tokens(&self, messages: &[Message]) -> Result<Vec<u32>, EngineError> {
@@ -195,10 +235,7 @@ impl Engine {
             default_params: config.defaults.clone(),
         };
         let tokenizer = Arc::new(tokenizer);
-        let prompter = Arc::new(Prompter {
-            template,
-            tokenizer: Arc::clone(&tokenizer),
-        });
+        let prompter = Arc::new(Prompter::new(template, Arc::clone(&tokenizer)));
         let warmup_prompt = if config.warmup {
             Some(prompter.tokens(&[
                 Message::new(medai_llm::Role::System, "You are a helpful assistant."),
@@ -261,7 +298,7 @@ impl Engine {
         let load_time = started.elapsed();
         tracing::info!(
             model = %config.id,
-            arch = model_arch_name(&description),
+            model_name = %description.upstream_model,
             context_window,
             load_ms = load_time.as_millis() as u64,
             warmup_ms = warmup_time.map(|d| d.as_millis() as u64),
@@ -375,10 +412,6 @@ impl Engine {
         let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
         Ok(Box::pin(stream))
     }
-}
-
-fn model_arch_name(d: &ModelDescription) -> &str {
-    d.upstream_model.as_str()
 }
 
 fn warm_up(model: &mut LoadedModel, prompt: &[u32]) -> Result<(), EngineError> {

@@ -66,7 +66,7 @@ impl ModelShape {
             kv_heads: 2,
             intermediate: 128,
             vocab: Vocabulary::for_arch(arch).len(),
-            context: 512,
+            context: 2048,
             rope_theta: 10_000.0,
             rms_eps: 1e-6,
             tied_embeddings: arch == Arch::Qwen2,
