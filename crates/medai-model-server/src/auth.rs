@@ -31,7 +31,10 @@ impl BearerToken {
     /// Checks and keeps a token (surrounding whitespace, such as a file's newline, is dropped).
     pub fn new(token: &str) -> Result<Self, WeakToken> {
         let t = token.trim();
-        if t.len() < MIN_TOKEN_LEN || t.len() > MAX_TOKEN_LEN || !t.bytes().all(|b| b.is_ascii_graphic()) {
+        if t.len() < MIN_TOKEN_LEN
+            || t.len() > MAX_TOKEN_LEN
+            || !t.bytes().all(|b| b.is_ascii_graphic())
+        {
             return Err(WeakToken);
         }
         Ok(Self {

@@ -92,8 +92,9 @@ impl ApiError {
         Self {
             status: StatusCode::SERVICE_UNAVAILABLE,
             kind: "server_error",
-            message: "the model is still loading; retry shortly (GET /readyz says when it is ready)"
-                .into(),
+            message:
+                "the model is still loading; retry shortly (GET /readyz says when it is ready)"
+                    .into(),
             param: None,
             code: Some("model_loading"),
             retry_after: Some(5),
@@ -172,9 +173,17 @@ mod tests {
     #[test]
     fn statuses_and_bodies() {
         let cases = [
-            (ApiError::invalid(Some("x".into()), "m"), 400, "invalid_request_error"),
+            (
+                ApiError::invalid(Some("x".into()), "m"),
+                400,
+                "invalid_request_error",
+            ),
             (ApiError::unauthorized(), 401, "authentication_error"),
-            (ApiError::model_not_found("a", "b"), 404, "invalid_request_error"),
+            (
+                ApiError::model_not_found("a", "b"),
+                404,
+                "invalid_request_error",
+            ),
             (ApiError::no_route(), 404, "invalid_request_error"),
             (ApiError::too_large(10), 413, "invalid_request_error"),
             (ApiError::not_ready(), 503, "server_error"),

@@ -137,7 +137,10 @@ pub fn router(state: Arc<ServerState>) -> Router {
     let v1 = Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/models", get(models))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
@@ -165,11 +168,7 @@ pub fn metrics_router(state: Arc<ServerState>) -> Router {
         .with_state(state)
 }
 
-async fn require_token(
-    State(st): State<Arc<ServerState>>,
-    req: Request,
-    next: Next,
-) -> Response {
+async fn require_token(State(st): State<Arc<ServerState>>, req: Request, next: Next) -> Response {
     let header = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -230,7 +229,10 @@ async fn answer(
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             invalid(ApiError::too_large(MAX_BODY_BYTES))
         } else {
-            invalid(ApiError::invalid(None, "the request body could not be read"))
+            invalid(ApiError::invalid(
+                None,
+                "the request body could not be read",
+            ))
         }
     })?;
     let parsed = wire::parse(&body).map_err(invalid)?;
@@ -333,7 +335,10 @@ impl Drop for Tracker {
         // Dropped without an end: the client went away mid-answer.
         let o = self.outcome.unwrap_or(Outcome::Cancelled);
         self.st.metrics.outcome(o);
-        self.st.metrics.duration.observe(secs(self.received.elapsed()));
+        self.st
+            .metrics
+            .duration
+            .observe(secs(self.received.elapsed()));
     }
 }
 
@@ -374,7 +379,9 @@ fn stream_response(
         let mut out = Vec::new();
         if !s.started {
             s.started = true;
-            out.extend_from_slice(&sse(&s.id.chunk(json!({"role": "assistant", "content": ""}), None)));
+            out.extend_from_slice(&sse(&s
+                .id
+                .chunk(json!({"role": "assistant", "content": ""}), None)));
         }
         match s.events.next().await {
             Some(Ok(StreamEvent::Delta(text))) => {
@@ -408,7 +415,10 @@ fn stream_response(
     });
     let mut r = Response::new(Body::from_stream(body));
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     r
@@ -429,8 +439,10 @@ async fn collect_response(
             Ok(StreamEvent::Done(done)) => {
                 tracker.done(done.usage);
                 let reason = done.finish_reason.as_deref().unwrap_or("stop");
-                return Ok(Json(id.completion(&text, reason, done.usage.unwrap_or_default()))
-                    .into_response());
+                return Ok(
+                    Json(id.completion(&text, reason, done.usage.unwrap_or_default()))
+                        .into_response(),
+                );
             }
             Err(e) => {
                 let (o, err) = failure(&e);

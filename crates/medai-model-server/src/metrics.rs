@@ -95,11 +95,11 @@ pub const LATENCY_BUCKETS: &[f64] = &[
     0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
 /// Inter-token latency buckets, seconds.
-pub const INTER_TOKEN_BUCKETS: &[f64] = &[
-    0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0,
-];
+pub const INTER_TOKEN_BUCKETS: &[f64] = &[0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0];
 /// Tokens-per-second buckets.
-pub const RATE_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 50.0, 75.0, 100.0, 200.0];
+pub const RATE_BUCKETS: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 50.0, 75.0, 100.0, 200.0,
+];
 
 impl ServerMetrics {
     /// A fresh registry with every metric registered.

@@ -71,7 +71,10 @@ struct WireMessage {
     role: String,
     content: Content,
     #[serde(default)]
-    #[allow(dead_code, reason = "accepted as OpenAI allows it; not used by the model")]
+    #[allow(
+        dead_code,
+        reason = "accepted as OpenAI allows it; not used by the model"
+    )]
     name: Option<String>,
 }
 
@@ -296,7 +299,8 @@ mod tests {
         assert_eq!(p.request.params.max_tokens, Some(7));
         assert_eq!(p.request.params.stop, vec!["\n\n".to_owned()]);
         assert_eq!(p.request.params.seed, Some(3));
-        let p = parse(br#"{"messages":[{"role":"user","content":"hi"}],"stop":["a","b"]}"#).unwrap();
+        let p =
+            parse(br#"{"messages":[{"role":"user","content":"hi"}],"stop":["a","b"]}"#).unwrap();
         assert!(!p.stream && p.model.is_none());
         assert_eq!(p.request.params.stop.len(), 2);
     }
@@ -308,16 +312,34 @@ mod tests {
             ("[1]", None),
             (r#"{"model":"m"}"#, Some("messages")),
             (r#"{"messages":[]}"#, Some("messages")),
-            (r#"{"messages":[{"role":"tool","content":"x"}]}"#, Some("messages[0]")),
+            (
+                r#"{"messages":[{"role":"tool","content":"x"}]}"#,
+                Some("messages[0]"),
+            ),
             (
                 r#"{"messages":[{"role":"user","content":[{"type":"image_url"}]}]}"#,
                 Some("messages[0]"),
             ),
-            (r#"{"messages":[{"role":"user","content":"x"}],"tools":[]}"#, Some("tools")),
-            (r#"{"messages":[{"role":"user","content":"x"}],"n":2}"#, Some("n")),
-            (r#"{"messages":[{"role":"user","content":"x"}],"temperature":3}"#, Some("temperature")),
-            (r#"{"messages":[{"role":"user","content":"x"}],"top_p":0}"#, Some("top_p")),
-            (r#"{"messages":[{"role":"user","content":"x"}],"max_tokens":0}"#, Some("max_tokens")),
+            (
+                r#"{"messages":[{"role":"user","content":"x"}],"tools":[]}"#,
+                Some("tools"),
+            ),
+            (
+                r#"{"messages":[{"role":"user","content":"x"}],"n":2}"#,
+                Some("n"),
+            ),
+            (
+                r#"{"messages":[{"role":"user","content":"x"}],"temperature":3}"#,
+                Some("temperature"),
+            ),
+            (
+                r#"{"messages":[{"role":"user","content":"x"}],"top_p":0}"#,
+                Some("top_p"),
+            ),
+            (
+                r#"{"messages":[{"role":"user","content":"x"}],"max_tokens":0}"#,
+                Some("max_tokens"),
+            ),
             (
                 r#"{"messages":[{"role":"user","content":"x"}],"stop":["a","b","c","d","e"]}"#,
                 Some("stop"),
@@ -331,7 +353,10 @@ mod tests {
                 Some("max_completion_tokens"),
             ),
             (r#"{"messages":[{"role":"user"}]}"#, None),
-            (r#"{"messages":[{"role":"user","content":"x"}],"seed":-1}"#, None),
+            (
+                r#"{"messages":[{"role":"user","content":"x"}],"seed":-1}"#,
+                None,
+            ),
         ];
         for (body, param) in cases {
             let e = err(body);

@@ -11,7 +11,7 @@ mod model_ops;
 mod models;
 mod ops;
 mod phi;
-// mod serve_model;
+mod serve_model;
 mod telemetry;
 mod triage;
 

@@ -13,7 +13,10 @@ use medai_core::config::Config;
 /// `medai model pull`.
 #[expect(clippy::print_stdout, reason = "command output")]
 pub async fn pull(cfg: &Config, args: PullArgs) -> anyhow::Result<()> {
-    let same_repo = args.tokenizer_repo.as_deref().is_none_or(|r| r == args.repo);
+    let same_repo = args
+        .tokenizer_repo
+        .as_deref()
+        .is_none_or(|r| r == args.repo);
     let tokenizer_revision = match (args.tokenizer_revision, same_repo) {
         (Some(r), _) => r,
         (None, true) => args.revision.clone(),

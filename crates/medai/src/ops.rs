@@ -33,7 +33,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let result = match args.role {
                 ServeRole::App => serve(cfg, args).await,
                 ServeRole::ModelServer => {
-                    { let _ = (cfg, args); todo!() }
+                    crate::serve_model::run(cfg, args, shutdown_signal()?).await
                 }
             };
             if let Some(provider) = traces {

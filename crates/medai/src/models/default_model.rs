@@ -115,7 +115,10 @@ mod tests {
         assert_eq!(spec::repo_id(m.tokenizer_repo).unwrap(), m.tokenizer_repo);
         assert!(spec::is_commit(m.revision) && spec::is_commit(m.tokenizer_revision));
         assert_eq!(spec::sha256(m.sha256).unwrap(), m.sha256);
-        assert_eq!(spec::sha256(m.tokenizer_sha256).unwrap(), m.tokenizer_sha256);
+        assert_eq!(
+            spec::sha256(m.tokenizer_sha256).unwrap(),
+            m.tokenizer_sha256
+        );
         assert!(spec::repo_file(m.file, ".gguf").is_ok());
         assert_eq!(spec::default_id(m.file), m.id);
         assert_eq!(m.download_size(), "683 MB");

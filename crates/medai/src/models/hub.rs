@@ -235,10 +235,7 @@ impl HubSettings {
         };
         let path = result.map_err(|e| self.map(spec, e))?;
         let (_, commit) = self.cached_path(spec);
-        Ok(Fetched {
-            path,
-            commit,
-        })
+        Ok(Fetched { path, commit })
     }
 
     fn map(&self, spec: &FileSpec, e: ApiError) -> HubError {

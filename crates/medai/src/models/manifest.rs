@@ -71,7 +71,9 @@ pub enum ManifestError {
         source: std::io::Error,
     },
     /// The file is not a registry this version understands.
-    #[error("model registry {path} is unreadable ({reason}); move it aside and pull the models again")]
+    #[error(
+        "model registry {path} is unreadable ({reason}); move it aside and pull the models again"
+    )]
     Corrupt {
         /// The file.
         path: PathBuf,

@@ -122,14 +122,20 @@ fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 
 /// Re-hashes both files of a record; `Err` names every file that does not match.
 pub async fn check_record(record: &ModelRecord) -> Result<(), Vec<String>> {
     let mut problems = Vec::new();
-    for (what, f) in [("weights", &record.weights), ("tokenizer", &record.tokenizer)] {
+    for (what, f) in [
+        ("weights", &record.weights),
+        ("tokenizer", &record.tokenizer),
+    ] {
         match manifest::check_file(f).await {
             FileCheck::Ok => {}
             FileCheck::Unreadable(e) => problems.push(format!(

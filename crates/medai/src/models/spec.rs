@@ -61,7 +61,11 @@ pub fn repo_id(s: &str) -> Result<String, String> {
 /// A file path inside a repository: relative, `/`-separated, no `.` or `..` segment, letters,
 /// digits, `-`, `_`, `.` and `+` only, ending in `extension`.
 pub fn repo_file(s: &str, extension: &str) -> Result<String, String> {
-    let bad = |why: &str| Err(format!("{s:?} is not a usable file name in a repository ({why})"));
+    let bad = |why: &str| {
+        Err(format!(
+            "{s:?} is not a usable file name in a repository ({why})"
+        ))
+    };
     if s.is_empty() || s.len() > 255 {
         return bad("1 to 255 characters");
     }
@@ -226,7 +230,9 @@ mod tests {
         for ok in ["main", "v1.0", "refs/pr/1"] {
             assert_eq!(revision(ok).unwrap(), ok);
         }
-        for bad in ["", "..", "a/../b", "/main", "main/", "-x", "a b", "a?b", "a%2e"] {
+        for bad in [
+            "", "..", "a/../b", "/main", "main/", "-x", "a b", "a?b", "a%2e",
+        ] {
             assert!(revision(bad).is_err(), "{bad:?} accepted");
         }
     }
