@@ -9,6 +9,7 @@ use crate::models::spec::{self, FileSpec};
 use crate::models::{self, PullError, PullRequest};
 use anyhow::{bail, Context as _};
 use medai_core::config::Config;
+use medai_core::{Clock as _, SystemClock};
 
 /// `medai model pull`.
 #[expect(clippy::print_stdout, reason = "command output")]
@@ -41,7 +42,7 @@ pub async fn pull(cfg: &Config, args: PullArgs) -> anyhow::Result<()> {
     };
     let hub = HubSettings::from_env(&cfg.data_dir, args.offline)?;
     let registry = manifest::path(&cfg.data_dir);
-    let record = models::pull(&hub, &registry, &request, true).await?;
+    let record = models::pull(&hub, &registry, &request, true, SystemClock.now()).await?;
     if request.tokenizer.sha256.is_none() {
         println!(
             "note: no --tokenizer-sha256 was given; recorded the tokenizer as downloaded ({}); pass it next time to pin it",
@@ -167,7 +168,7 @@ async fn ensure_pinned(
             "downloading the default model (first use)"
         );
     }
-    match models::pull(&hub, &registry, &request, true).await {
+    match models::pull(&hub, &registry, &request, true, SystemClock.now()).await {
         Ok(r) => Ok(r),
         Err(PullError::Hub(e)) if e.is_offline() => Err(anyhow::anyhow!(
             "the default model is not available: {e}.\n\

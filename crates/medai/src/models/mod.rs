@@ -97,12 +97,14 @@ pub async fn fetch_verified(
     })
 }
 
-/// Pulls both files, checks them, and records the model (replacing an older record of it).
+/// Pulls both files, checks them, and records the model (replacing an older record of it) as
+/// pulled at `now` (Unix seconds).
 pub async fn pull(
     hub: &HubSettings,
     registry: &Path,
     request: &PullRequest,
     progress: bool,
+    now: i64,
 ) -> Result<ModelRecord, PullError> {
     let weights = fetch_verified(hub, &request.weights, progress).await?;
     let tokenizer = fetch_verified(hub, &request.tokenizer, progress).await?;
@@ -110,7 +112,7 @@ pub async fn pull(
         id: request.id.clone(),
         weights,
         tokenizer,
-        pulled_at: now_rfc3339(),
+        pulled_at: rfc3339(now),
     };
     let mut m = Manifest::load(registry)?;
     m.upsert(record.clone());
