@@ -35,6 +35,26 @@ struct Run {
     ttft: Duration,
     decode_tokens: u32,
     decode_time: Duration,
+    /// CPU time of the whole process (every thread) until the first token, and after it.
+    ttft_cpu: f64,
+    decode_cpu: f64,
+}
+
+/// CPU seconds this process has used (user + system, all threads), from `/proc/self/stat`
+/// (clock ticks of 1/100 s); 0 where that file does not exist.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// A conversation whose rendered prompt is exactly [`PROMPT_TOKENS`] tokens.
@@ -66,24 +86,31 @@ async fn run(engine: &Engine, decode: u32, seed: u64) -> Run {
         },
     };
     let start = Instant::now();
+    let cpu_start = cpu_seconds();
     let mut stream = engine.chat_stream(&req).await.unwrap();
     let mut first = None;
+    let mut first_cpu = None;
     let mut usage = None;
     while let Some(ev) = stream.next().await {
         match ev.unwrap() {
             StreamEvent::Delta(_) => {
                 first.get_or_insert_with(|| start.elapsed());
+                first_cpu.get_or_insert_with(cpu_seconds);
             }
             StreamEvent::Done(c) => usage = c.usage,
         }
     }
     let total = start.elapsed();
+    let cpu_end = cpu_seconds();
+    let first_cpu = first_cpu.unwrap_or(cpu_end);
     let generated = usage.unwrap().completion_tokens;
     let ttft = first.unwrap_or(total);
     Run {
         ttft,
         decode_tokens: generated.saturating_sub(1),
         decode_time: total.saturating_sub(ttft),
+        ttft_cpu: first_cpu - cpu_start,
+        decode_cpu: cpu_end - first_cpu,
     }
 }
 
@@ -146,6 +173,13 @@ async fn bench(shape: ModelShape, decode: u32, threads: Option<usize>) {
         ms(warm.ttft)
     );
     println!("  prompt                         {prompt_rate:.0} tokens/s (later request)");
+    println!(
+        "  CPU time (all threads)         {:.2} s to the first token, {:.3} s per decoded token (later request): {:.0} prompt and {:.1} decode tokens per CPU-second",
+        warm.ttft_cpu,
+        warm.decode_cpu / f64::from(warm.decode_tokens.max(1)),
+        PROMPT_TOKENS as f64 / warm.ttft_cpu,
+        f64::from(warm.decode_tokens) / warm.decode_cpu,
+    );
     println!(
         "  decode                         {decode_rate:.1} tokens/s ({} tokens; {:.1} and {:.1} in the other two runs)",
         warm.decode_tokens,

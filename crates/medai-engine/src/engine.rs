@@ -35,7 +35,9 @@ pub struct EngineConfig {
     pub queue_capacity: usize,
     /// Run a short forward pass at load so the first request does not pay for it.
     pub warmup: bool,
-    /// CPU threads for inference; `None` uses every core.
+    /// CPU threads for inference; `None` uses every core. Also sizes candle's process-wide
+    /// matmul pool (`CANDLE_NUM_THREADS`, unless the environment sets it) before its first use,
+    /// so the first model loaded with `threads` decides it for the process.
     pub threads: Option<usize>,
     /// Parameters applied when a request leaves them unset (then temperature 1, top-p 1,
     /// as many tokens as the context window holds, a random seed).
@@ -189,6 +191,9 @@ impl Engine {
     /// `tokio::task::spawn_blocking` in async code.
     pub fn load(config: EngineConfig) -> Result<Self, EngineError> {
         config.validate()?;
+        if let Some(n) = config.threads {
+            limit_candle_threads(n);
+        }
         let started = Instant::now();
         let device = device()?;
         let tokenizer =
@@ -411,6 +416,18 @@ impl Engine {
         }
         let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
         Ok(Box::pin(stream))
+    }
+}
+
+/// Sizes candle's process-wide matmul pool (a spinning barrier pool, read once at its first use
+/// from `CANDLE_NUM_THREADS`) unless the environment already does. On a machine whose cores are
+/// shared, spinning threads waiting for descheduled ones cost far more than they gain: one thread
+/// decoded 25 times faster than two on a loaded 2-core machine (docs/engine.md).
+fn limit_candle_threads(n: usize) {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // Before the first quantised matmul of the process, so the pool is built this size. Later
+        // loads find it set (the first configured model decides for the process).
+        std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
     }
 }
 

@@ -77,7 +77,7 @@ fn meta_string(content: &Content, key: &str) -> Option<String> {
 fn tensor_bytes(info: &candle_core::quantized::gguf_file::TensorInfo) -> Option<u64> {
     let elems = info.shape.elem_count();
     let block = info.ggml_dtype.block_size();
-    if block == 0 || elems % block != 0 {
+    if block == 0 || !elems.is_multiple_of(block) {
         return None;
     }
     u64::try_from((elems / block).checked_mul(info.ggml_dtype.type_size())?).ok()

@@ -526,6 +526,70 @@ context_window = 128000
         assert!(validate(&text).unwrap_err().contains("treshold"));
     }
 
+    const EMBEDDED: &str = r#"
+default_model = "local"
+
+[[models]]
+id = "local"
+provider = "embedded"
+params = { max_tokens = 256 }
+
+[models.embedded]
+gguf = "/models/qwen.gguf"
+tokenizer = "/models/tokenizer.json"
+"#;
+
+    #[test]
+    fn an_embedded_model_needs_files_and_no_endpoint() {
+        let config = parse(EMBEDDED).unwrap();
+        config.validate().unwrap();
+        let e = config.models[0].embedded.as_ref().unwrap();
+        assert_eq!(e.queue_capacity, 8);
+        assert!(e.warmup);
+        assert_eq!(e.threads, None);
+        assert_eq!(config.models[0].context_window, 0, "the model's own");
+        let cases = [
+            ("[models.embedded]\ngguf = \"/models/qwen.gguf\"\ntokenizer = \"/models/tokenizer.json\"\n", "", "llm.models[0].embedded"),
+            ("provider = \"embedded\"", "provider = \"embedded\"\nendpoint = \"http://h\"", "llm.models[0].endpoint"),
+            ("provider = \"embedded\"", "provider = \"embedded\"\napi_key = \"k\"", "llm.models[0].api_key"),
+            ("gguf = \"/models/qwen.gguf\"", "gguf = \"\"", "llm.models[0].embedded.gguf"),
+            ("tokenizer = \"/models/tokenizer.json\"", "tokenizer = \"/models/tokenizer.json\"\nthreads = 0", "llm.models[0].embedded.threads"),
+            ("tokenizer = \"/models/tokenizer.json\"", "tokenizer = \"/models/tokenizer.json\"\nqueue_capacity = 5000", "llm.models[0].embedded.queue_capacity"),
+            ("max_tokens = 256", "max_tokens = 256, temperature = 9.0", "llm.models[0].params"),
+        ];
+        for (from, to, key) in cases {
+            assert!(EMBEDDED.contains(from), "{from}");
+            let message = validate(&EMBEDDED.replacen(from, to, 1)).unwrap_err();
+            assert!(message.starts_with(&format!("{key}:")), "{to} -> {message}");
+        }
+        // A context window caps max_tokens as for any model.
+        let text = EMBEDDED.replace(
+            "provider = \"embedded\"",
+            "provider = \"embedded\"\ncontext_window = 128",
+        );
+        assert!(validate(&text)
+            .unwrap_err()
+            .starts_with("llm.models[0].params.max_tokens:"));
+        // The embedded table belongs to embedded models only.
+        let text = GOOD.replace(
+            "context_window = 128000",
+            "context_window = 128000\nembedded = { gguf = \"a\", tokenizer = \"b\" }",
+        );
+        assert!(validate(&text)
+            .unwrap_err()
+            .starts_with("llm.models[1].embedded:"));
+    }
+
+    #[test]
+    fn the_registry_needs_a_factory_for_embedded_models() {
+        let config = parse(EMBEDDED).unwrap();
+        let err =
+            crate::ModelRegistry::from_config(&config, std::sync::Arc::new(crate::NoopObserver))
+                .unwrap_err();
+        assert_eq!(err.key, "llm.models[0].provider");
+        assert!(err.message.contains("embedded engine"), "{err}");
+    }
+
     #[test]
     fn errors_name_the_key() {
         let cases = [
