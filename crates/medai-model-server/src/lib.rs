@@ -75,6 +75,7 @@ struct Loaded {
 /// The server's shared state: settings, the model once loaded, metrics.
 pub struct ServerState {
     model_id: String,
+    clock: Arc<dyn medai_core::Clock>,
     token: BearerToken,
     loaded: OnceLock<Loaded>,
     failed: Mutex<Option<String>>,
@@ -84,10 +85,15 @@ pub struct ServerState {
 
 impl ServerState {
     /// State for serving `model_id` (the id clients name and `/v1/models` lists) to holders of
-    /// `token`. Not ready until [`Self::set_loaded`].
-    pub fn new(model_id: impl Into<String>, token: BearerToken) -> Arc<Self> {
+    /// `token`; `clock` dates the answers. Not ready until [`Self::set_loaded`].
+    pub fn new(
+        model_id: impl Into<String>,
+        token: BearerToken,
+        clock: Arc<dyn medai_core::Clock>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             model_id: model_id.into(),
+            clock,
             token,
             loaded: OnceLock::new(),
             failed: Mutex::new(None),
@@ -249,7 +255,7 @@ async fn answer(
         .chat_stream(&parsed.request)
         .await
         .map_err(|e| failure(&e))?;
-    let id = wire::AnswerId::new(&st.model_id);
+    let id = wire::AnswerId::new(&st.model_id, u64::try_from(st.clock.now()).unwrap_or(0));
     let tracker = Tracker::new(st.clone(), received);
     if parsed.stream {
         Ok(stream_response(events, id, parsed.include_usage, tracker))

@@ -222,12 +222,8 @@ pub struct AnswerId {
 }
 
 impl AnswerId {
-    /// A fresh id for `model`.
-    pub fn new(model: &str) -> Self {
-        let created = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+    /// A fresh id for `model`, created at `created` (Unix seconds).
+    pub fn new(model: &str, created: u64) -> Self {
         Self {
             id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
             created,
@@ -372,7 +368,8 @@ mod tests {
 
     #[test]
     fn chunks_and_completion_have_the_openai_shape() {
-        let id = AnswerId::new("tiny");
+        let id = AnswerId::new("tiny", 1_700_000_000);
+        assert_eq!(id.chunk(json!({}), None)["created"], 1_700_000_000);
         assert!(id.id.starts_with("chatcmpl-"));
         let c = id.chunk(json!({"content": "x"}), None);
         assert_eq!(c["object"], "chat.completion.chunk");

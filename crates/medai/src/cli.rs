@@ -204,7 +204,7 @@ pub enum ModelCommand {
     #[command(
         after_help = "Example:\n  medai model pull Qwen/Qwen2.5-0.5B-Instruct-GGUF qwen2.5-0.5b-instruct-q8_0.gguf \\\n    --revision 9217f5db79a29953eb74d5343926648285ec7e67 \\\n    --sha256 ca59ca7f13d0e15a8cfa77bd17e65d24f6844b554a7b6c12e07a5f89ff76844e \\\n    --tokenizer-repo Qwen/Qwen2.5-0.5B-Instruct --tokenizer-revision 7ae557604adf67be50417f59c2c2f167def9a775 \\\n    --tokenizer-sha256 c0382117ea329cdf097041132f6d735924b697924d6f6fc3945713e96ce87539"
     )]
-    Pull(PullArgs),
+    Pull(Box<PullArgs>),
     /// Re-hash every registered model's weights and tokenizer; prints each file's result and
     /// exits non-zero if any is missing or differs from its recorded SHA-256.
     #[command(after_help = "Example:\n  medai model verify")]
@@ -579,5 +579,80 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(Cli::try_parse_from(["medai", "serve", "--listen", "not-an-addr"]).is_err());
+    }
+
+    #[test]
+    fn parses_serve_roles_and_model_pull() {
+        let c = Cli::try_parse_from(["medai", "serve"]).unwrap();
+        assert!(matches!(
+            c.command,
+            Command::Serve(ServeArgs {
+                role: ServeRole::App,
+                no_default_model: false,
+                ..
+            })
+        ));
+        let c = Cli::try_parse_from([
+            "medai",
+            "serve",
+            "--role",
+            "model-server",
+            "--model",
+            "tiny",
+            "--token-file",
+            "/t",
+        ])
+        .unwrap();
+        match c.command {
+            Command::Serve(a) => {
+                assert_eq!(a.role, ServeRole::ModelServer);
+                assert_eq!(a.model.as_deref(), Some("tiny"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["medai", "serve", "--role", "gpu"]).is_err());
+
+        let sha = "AB".repeat(32);
+        let c = Cli::try_parse_from([
+            "medai",
+            "model",
+            "pull",
+            "org/m-GGUF",
+            "m.gguf",
+            "--revision",
+            "main",
+            "--sha256",
+            &sha,
+        ])
+        .unwrap();
+        match c.command {
+            Command::Model(ModelCommand::Pull(a)) => {
+                assert_eq!(a.sha256, "ab".repeat(32));
+                assert_eq!(a.tokenizer_file, "tokenizer.json");
+                assert!(a.tokenizer_repo.is_none() && a.tokenizer_sha256.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+        // Each argument is checked by the parser.
+        for bad in [
+            ["org/m--x", "m.gguf", "main", sha.as_str()],
+            ["org/m", "m.safetensors", "main", sha.as_str()],
+            ["org/m", "m.gguf", "../main", sha.as_str()],
+            ["org/m", "m.gguf", "main", "abc"],
+        ] {
+            let r = Cli::try_parse_from([
+                "medai",
+                "model",
+                "pull",
+                bad[0],
+                bad[1],
+                "--revision",
+                bad[2],
+                "--sha256",
+                bad[3],
+            ]);
+            assert!(r.is_err(), "{bad:?}");
+        }
+        assert!(Cli::try_parse_from(["medai", "model", "pull", "org/m", "m.gguf"]).is_err());
     }
 }

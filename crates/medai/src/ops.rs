@@ -72,7 +72,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }) => keys_move(cfg, &provider, to_key_id).await,
         Command::Triage(cmd) => crate::triage::run(cmd),
         Command::Model(ModelCommand::List) => model_list(&cfg).await,
-        Command::Model(ModelCommand::Pull(args)) => crate::model_ops::pull(&cfg, args).await,
+        Command::Model(ModelCommand::Pull(args)) => crate::model_ops::pull(&cfg, *args).await,
         Command::Model(ModelCommand::Verify) => crate::model_ops::verify(&cfg).await,
     }
 }

@@ -43,7 +43,7 @@ pub async fn run(
         .model
         .clone()
         .unwrap_or_else(|| crate::models::default_model::DEFAULT_MODEL.id.to_owned());
-    let state = ServerState::new(model_id.clone(), token);
+    let state = ServerState::new(model_id.clone(), token, Arc::new(medai_core::SystemClock));
     let bind = |addr| {
         std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))
     };

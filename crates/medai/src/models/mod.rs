@@ -120,9 +120,8 @@ pub async fn pull(
     Ok(record)
 }
 
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
+fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
         .and_then(|t| {
             t.format(&time::format_description::well_known::Rfc3339)
