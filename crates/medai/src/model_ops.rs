@@ -208,3 +208,32 @@ pub fn embedded_llm_config(record: &ModelRecord) -> serde_json::Value {
         }],
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::manifest::FileRecord;
+
+    #[test]
+    fn the_default_llm_section_is_a_valid_embedded_config() {
+        let f = |file: &str| FileRecord {
+            repo: "o/r".into(),
+            file: file.into(),
+            revision: "main".into(),
+            commit: None,
+            sha256: "0".repeat(64),
+            size: 1,
+            path: std::path::PathBuf::from("/m").join(file),
+        };
+        let record = ModelRecord {
+            id: DEFAULT_MODEL.id.into(),
+            weights: f("w.gguf"),
+            tokenizer: f("tokenizer.json"),
+            pulled_at: "2026-01-01T00:00:00Z".into(),
+        };
+        let llm = embedded_llm_config(&record);
+        medai_server::assistant::check_llm_config(&llm).unwrap();
+        assert_eq!(llm["models"][0]["embedded"]["gguf"], "/m/w.gguf");
+        assert_eq!(llm["default_model"], DEFAULT_MODEL.id);
+    }
+}
