@@ -8,6 +8,7 @@ use reqwest::Url;
 use secrecy::SecretString;
 use serde::Deserialize;
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// All configured models.
@@ -34,10 +35,12 @@ fn default_health_interval_secs() -> u64 {
 pub struct ModelConfig {
     /// The id used in requests, metrics labels and provenance (`[a-z0-9._-]`, 1 to 64 characters).
     pub id: String,
-    /// `openai` (vLLM, TGI, Ollama, llama.cpp, OpenAI) or `azure`.
+    /// `openai` (vLLM, TGI, Ollama, llama.cpp, OpenAI), `azure`, or `embedded` (a GGUF model run
+    /// in-process; see [`EmbeddedConfig`]).
     pub provider: ProviderKind,
     /// Base URL: `http://vllm:8000` (the client adds `/v1/chat/completions`), or for Azure
-    /// `https://NAME.openai.azure.com`. No credentials and no query in it.
+    /// `https://NAME.openai.azure.com`. No credentials and no query in it. Not set for `embedded`.
+    #[serde(default)]
     pub endpoint: String,
     /// The model name sent upstream (required for `openai`, e.g. `meta-llama/Llama-3.1-8B-Instruct`).
     #[serde(default)]
@@ -52,7 +55,9 @@ pub struct ModelConfig {
     /// the environment, not the file.
     #[serde(default)]
     pub api_key: Option<SecretString>,
-    /// The model's context window in tokens.
+    /// The model's context window in tokens. For `embedded` it may be left out (or 0): the
+    /// model's own, from the GGUF file, applies; a smaller value caps it.
+    #[serde(default)]
     pub context_window: u32,
     /// Parameters applied when a request leaves them unset.
     #[serde(default)]
@@ -76,6 +81,33 @@ pub struct ModelConfig {
     /// Concurrency and queue.
     #[serde(default)]
     pub limits: LimitConfig,
+    /// The model file and engine settings (required for `embedded`, refused for the others).
+    #[serde(default)]
+    pub embedded: Option<EmbeddedConfig>,
+}
+
+/// A model run in-process by the embedded engine (`provider = "embedded"`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddedConfig {
+    /// The GGUF weights (Qwen2/Qwen2.5 or Llama family, e.g. SmolLM2).
+    pub gguf: PathBuf,
+    /// The Hugging Face `tokenizer.json` that goes with them.
+    pub tokenizer: PathBuf,
+    /// Requests that may wait while one generates (one generation at a time per model); one
+    /// more is refused with 429. 0 to 4096, default 8.
+    #[serde(default = "default_embedded_queue")]
+    pub queue_capacity: usize,
+    /// Run a short forward pass at load so the first request is fast (default on).
+    #[serde(default = "default_true")]
+    pub warmup: bool,
+    /// CPU threads for inference (1 to 1024); unset uses every core.
+    #[serde(default)]
+    pub threads: Option<usize>,
+}
+
+fn default_embedded_queue() -> usize {
+    8
 }
 
 fn default_true() -> bool {
@@ -214,6 +246,15 @@ impl ModelConfig {
                 "must be 1 to 64 characters of a-z, 0-9, '.', '_' or '-'".into(),
             ));
         }
+        if self.provider == ProviderKind::Embedded {
+            return self.validate_embedded(key);
+        }
+        if self.embedded.is_some() {
+            return Err(err(
+                "embedded",
+                "applies to provider \"embedded\" only".into(),
+            ));
+        }
         self.endpoint_url().map_err(|m| err("endpoint", m))?;
         let present = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
         match self.provider {
@@ -228,6 +269,7 @@ impl ModelConfig {
                     ));
                 }
             }
+            ProviderKind::Embedded => {}
             ProviderKind::Azure => {
                 for (field, value) in [
                     ("deployment", &self.deployment),
@@ -252,11 +294,69 @@ impl ModelConfig {
         if self.context_window == 0 {
             return Err(err("context_window", "must be at least 1".into()));
         }
+        self.validate_common(key)
+    }
+
+    /// The checks of an `embedded` model.
+    fn validate_embedded(&self, key: &str) -> Result<(), ConfigError> {
+        let err = |field: &str, message: String| ConfigError {
+            key: format!("{key}.{field}"),
+            message,
+        };
+        if !self.endpoint.is_empty() {
+            return Err(err(
+                "endpoint",
+                "provider \"embedded\" runs in-process and takes no endpoint".into(),
+            ));
+        }
+        for (field, set) in [
+            ("deployment", self.deployment.is_some()),
+            ("api_version", self.api_version.is_some()),
+            ("api_key", self.api_key.is_some()),
+        ] {
+            if set {
+                return Err(err(field, "does not apply to provider \"embedded\"".into()));
+            }
+        }
+        let Some(embedded) = &self.embedded else {
+            return Err(err(
+                "embedded",
+                "required for provider \"embedded\": set embedded.gguf and embedded.tokenizer"
+                    .into(),
+            ));
+        };
+        for (field, path) in [
+            ("embedded.gguf", &embedded.gguf),
+            ("embedded.tokenizer", &embedded.tokenizer),
+        ] {
+            if path.as_os_str().is_empty() {
+                return Err(err(field, "must name a file".into()));
+            }
+        }
+        if embedded.queue_capacity > 4096 {
+            return Err(err(
+                "embedded.queue_capacity",
+                "must be at most 4096".into(),
+            ));
+        }
+        if embedded.threads.is_some_and(|t| t == 0 || t > 1024) {
+            return Err(err("embedded.threads", "must be between 1 and 1024".into()));
+        }
+        self.validate_common(key)
+    }
+
+    /// The checks every provider shares: parameters, timeouts, retries, breaker, limits.
+    fn validate_common(&self, key: &str) -> Result<(), ConfigError> {
+        let err = |field: &str, message: String| ConfigError {
+            key: format!("{key}.{field}"),
+            message,
+        };
         self.params.validate().map_err(|m| err("params", m))?;
-        if self
-            .params
-            .max_tokens
-            .is_some_and(|m| m >= self.context_window)
+        if self.context_window > 0
+            && self
+                .params
+                .max_tokens
+                .is_some_and(|m| m >= self.context_window)
         {
             return Err(err(
                 "params.max_tokens",
@@ -424,6 +524,70 @@ context_window = 128000
         assert!(validate(&text).unwrap_err().contains("contex"));
         let text = GOOD.replace("cool_down = \"10s\"", "cool_down = \"10s\", treshold = 2");
         assert!(validate(&text).unwrap_err().contains("treshold"));
+    }
+
+    const EMBEDDED: &str = r#"
+default_model = "local"
+
+[[models]]
+id = "local"
+provider = "embedded"
+params = { max_tokens = 256 }
+
+[models.embedded]
+gguf = "/models/qwen.gguf"
+tokenizer = "/models/tokenizer.json"
+"#;
+
+    #[test]
+    fn an_embedded_model_needs_files_and_no_endpoint() {
+        let config = parse(EMBEDDED).unwrap();
+        config.validate().unwrap();
+        let e = config.models[0].embedded.as_ref().unwrap();
+        assert_eq!(e.queue_capacity, 8);
+        assert!(e.warmup);
+        assert_eq!(e.threads, None);
+        assert_eq!(config.models[0].context_window, 0, "the model's own");
+        let cases = [
+            ("[models.embedded]\ngguf = \"/models/qwen.gguf\"\ntokenizer = \"/models/tokenizer.json\"\n", "", "llm.models[0].embedded"),
+            ("provider = \"embedded\"", "provider = \"embedded\"\nendpoint = \"http://h\"", "llm.models[0].endpoint"),
+            ("provider = \"embedded\"", "provider = \"embedded\"\napi_key = \"k\"", "llm.models[0].api_key"),
+            ("gguf = \"/models/qwen.gguf\"", "gguf = \"\"", "llm.models[0].embedded.gguf"),
+            ("tokenizer = \"/models/tokenizer.json\"", "tokenizer = \"/models/tokenizer.json\"\nthreads = 0", "llm.models[0].embedded.threads"),
+            ("tokenizer = \"/models/tokenizer.json\"", "tokenizer = \"/models/tokenizer.json\"\nqueue_capacity = 5000", "llm.models[0].embedded.queue_capacity"),
+            ("max_tokens = 256", "max_tokens = 256, temperature = 9.0", "llm.models[0].params"),
+        ];
+        for (from, to, key) in cases {
+            assert!(EMBEDDED.contains(from), "{from}");
+            let message = validate(&EMBEDDED.replacen(from, to, 1)).unwrap_err();
+            assert!(message.starts_with(&format!("{key}:")), "{to} -> {message}");
+        }
+        // A context window caps max_tokens as for any model.
+        let text = EMBEDDED.replace(
+            "provider = \"embedded\"",
+            "provider = \"embedded\"\ncontext_window = 128",
+        );
+        assert!(validate(&text)
+            .unwrap_err()
+            .starts_with("llm.models[0].params.max_tokens:"));
+        // The embedded table belongs to embedded models only.
+        let text = GOOD.replace(
+            "context_window = 128000",
+            "context_window = 128000\nembedded = { gguf = \"a\", tokenizer = \"b\" }",
+        );
+        assert!(validate(&text)
+            .unwrap_err()
+            .starts_with("llm.models[1].embedded:"));
+    }
+
+    #[test]
+    fn the_registry_needs_a_factory_for_embedded_models() {
+        let config = parse(EMBEDDED).unwrap();
+        let err =
+            crate::ModelRegistry::from_config(&config, std::sync::Arc::new(crate::NoopObserver))
+                .unwrap_err();
+        assert_eq!(err.key, "llm.models[0].provider");
+        assert!(err.message.contains("embedded engine"), "{err}");
     }
 
     #[test]

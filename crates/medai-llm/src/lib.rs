@@ -26,12 +26,12 @@ pub mod sse;
 mod types;
 
 pub use breaker::{CircuitState, Clock, ManualClock, SystemClock};
-pub use config::{ConfigError, LlmConfig, ModelConfig};
+pub use config::{ConfigError, EmbeddedConfig, LlmConfig, ModelConfig};
 pub use error::{ErrorKind, LlmError};
 pub use observer::{LlmObserver, NoopObserver};
 pub use openai::OpenAiProvider;
 pub use provider::{BoxFuture, EventStream, ModelProvider};
-pub use registry::{AnswerStream, ModelRegistry, ModelStatus, Resilience};
+pub use registry::{AnswerStream, ModelRegistry, ModelStatus, ProviderFactory, Resilience};
 pub use reidentify::StreamingReidentifier;
 pub use types::{
     ChatRequest, Completion, Health, Message, ModelDescription, ProviderKind, Role, SamplingParams,

@@ -57,6 +57,12 @@ impl OpenAiProvider {
                 join("v1/models"),
                 config.model.clone().unwrap_or_default(),
             ),
+            ProviderKind::Embedded => {
+                return Err(LlmError::InvalidRequest(
+                    "provider \"embedded\" is run by the embedded engine, not an HTTP client"
+                        .into(),
+                ))
+            }
             ProviderKind::Azure => {
                 let deployment = config.deployment.clone().unwrap_or_default();
                 let version = config.api_version.clone().unwrap_or_default();
@@ -106,6 +112,7 @@ impl OpenAiProvider {
                 }
                 Err(_) => request,
             },
+            ProviderKind::Embedded => request,
         }
     }
 
@@ -116,7 +123,7 @@ impl OpenAiProvider {
         let body = RequestBody {
             model: match self.description.provider {
                 ProviderKind::Openai => Some(&self.description.upstream_model),
-                ProviderKind::Azure => None,
+                ProviderKind::Azure | ProviderKind::Embedded => None,
             },
             messages: &request.messages,
             stream: true,

@@ -2,6 +2,7 @@
 //! retries before the first token, failover, and the metrics hook.
 
 use crate::breaker::{BreakerPermit, CircuitBreaker, CircuitState, Clock, SystemClock};
+use crate::config::ModelConfig;
 use crate::config::{
     BreakerConfig, ConfigError, LimitConfig, LlmConfig, RetryConfig, TimeoutConfig,
 };
@@ -10,7 +11,7 @@ use crate::limiter::ConcurrencyLimit;
 use crate::observer::LlmObserver;
 use crate::openai::OpenAiProvider;
 use crate::provider::{EventStream, ModelProvider};
-use crate::types::{ChatRequest, Health, ModelDescription, StreamEvent};
+use crate::types::{ChatRequest, Health, ModelDescription, ProviderKind, StreamEvent};
 use futures_util::{Stream, StreamExt};
 use rand::Rng;
 use std::collections::HashMap;
@@ -41,6 +42,14 @@ struct ManagedModel {
     breaker: CircuitBreaker,
     limit: ConcurrencyLimit,
     failover: Option<String>,
+}
+
+/// Builds the providers of the kinds this crate has no client for: the server implements it with
+/// the embedded engine (which depends on this crate, so this crate cannot call it directly).
+pub trait ProviderFactory: Send + Sync {
+    /// The provider for `model` (a validated config of a kind the factory serves), or why it
+    /// cannot be built (the message is shown under the model's config key).
+    fn build(&self, model: &ModelConfig) -> Result<Arc<dyn ModelProvider>, String>;
 }
 
 /// What `medai model list` shows for one model.
@@ -93,15 +102,39 @@ impl ModelRegistry {
         observer: Arc<dyn LlmObserver>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, ConfigError> {
+        Self::from_config_with(config, observer, clock, None)
+    }
+
+    /// As [`Self::from_config_with_clock`], with a factory for the providers this crate cannot
+    /// build itself (`embedded`: the server passes the engine). Without one, an `embedded` model
+    /// is a configuration error.
+    pub fn from_config_with(
+        config: &LlmConfig,
+        observer: Arc<dyn LlmObserver>,
+        clock: Arc<dyn Clock>,
+        factory: Option<&dyn ProviderFactory>,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         let mut registry = Self::new(&config.default_model, observer, clock);
         for (i, model) in config.models.iter().enumerate() {
-            let provider = OpenAiProvider::new(model).map_err(|e| ConfigError {
-                key: format!("llm.models[{i}]"),
-                message: e.to_string(),
-            })?;
+            let key = format!("llm.models[{i}]");
+            let provider: Arc<dyn ModelProvider> = match (model.provider, factory) {
+                (ProviderKind::Embedded, Some(factory)) => factory
+                    .build(model)
+                    .map_err(|message| ConfigError { key, message })?,
+                (ProviderKind::Embedded, None) => {
+                    return Err(ConfigError {
+                        key: format!("{key}.provider"),
+                        message: "provider \"embedded\" needs the embedded engine, which this build does not include".into(),
+                    })
+                }
+                _ => Arc::new(OpenAiProvider::new(model).map_err(|e| ConfigError {
+                    key,
+                    message: e.to_string(),
+                })?),
+            };
             registry.add(
-                Arc::new(provider),
+                provider,
                 Resilience {
                     timeouts: model.timeouts.clone(),
                     retry: model.retry.clone(),

@@ -149,7 +149,7 @@ pub struct Timing {
 pub struct Completion {
     /// The configured id of the model that answered (the failover's id after a failover).
     pub model_id: String,
-    /// The kind of provider ("openai", "azure").
+    /// The kind of provider ("openai", "azure", "embedded").
     pub provider: String,
     /// The model name and version the upstream reported in its chunks, if it did.
     pub upstream_model: Option<String>,
@@ -184,6 +184,9 @@ pub enum ProviderKind {
     Openai,
     /// Azure OpenAI: deployment paths, `api-version`, `api-key` header.
     Azure,
+    /// A GGUF model run in-process by the embedded engine (`medai-engine`); the server supplies
+    /// the provider through [`crate::ProviderFactory`].
+    Embedded,
 }
 
 impl ProviderKind {
@@ -192,6 +195,7 @@ impl ProviderKind {
         match self {
             Self::Openai => "openai",
             Self::Azure => "azure",
+            Self::Embedded => "embedded",
         }
     }
 }

@@ -2,7 +2,10 @@
 //! set, the system prompt, and the Prometheus implementation of the model layer's observer.
 
 use crate::metrics::{LlmKindLabels, LlmLabels, LlmMetrics};
-use medai_llm::{CircuitState, ErrorKind, LlmConfig, LlmObserver, ModelRegistry, Usage};
+use medai_llm::{
+    CircuitState, ErrorKind, LlmConfig, LlmObserver, ModelRegistry, ProviderFactory, SystemClock,
+    Usage,
+};
 use medai_phi::Detector;
 use medai_safety::RuleSet;
 use std::sync::Arc;
@@ -56,8 +59,13 @@ impl Assistant {
                 health_interval = std::time::Duration::from_secs(cfg.health_interval_secs);
                 let observer = Arc::new(PromObserver(metrics.clone()));
                 Some(Arc::new(
-                    ModelRegistry::from_config(&cfg, observer)
-                        .map_err(|e| AssistantError::Config(e.to_string()))?,
+                    ModelRegistry::from_config_with(
+                        &cfg,
+                        observer,
+                        Arc::new(SystemClock),
+                        provider_factory(),
+                    )
+                    .map_err(|e| AssistantError::Config(e.to_string()))?,
                 ))
             }
             None => None,
@@ -69,6 +77,47 @@ impl Assistant {
             rules: Arc::new(rules),
             health_interval,
         })
+    }
+}
+
+/// The factory for `provider = "embedded"` models: the in-process engine, when built in.
+#[cfg(feature = "engine")]
+fn provider_factory() -> Option<&'static dyn ProviderFactory> {
+    Some(&EngineFactory)
+}
+
+#[cfg(not(feature = "engine"))]
+fn provider_factory() -> Option<&'static dyn ProviderFactory> {
+    None
+}
+
+/// Loads `embedded` models with [`medai_engine::Engine`]. Loading reads the whole model and
+/// runs the warm-up pass, so it blocks for seconds with a real model (once, at start-up).
+#[cfg(feature = "engine")]
+struct EngineFactory;
+
+#[cfg(feature = "engine")]
+impl ProviderFactory for EngineFactory {
+    fn build(
+        &self,
+        model: &medai_llm::ModelConfig,
+    ) -> Result<Arc<dyn medai_llm::ModelProvider>, String> {
+        let embedded = model
+            .embedded
+            .as_ref()
+            .ok_or_else(|| "embedded: required for provider \"embedded\"".to_string())?;
+        let config = medai_engine::EngineConfig {
+            id: model.id.clone(),
+            gguf_path: embedded.gguf.clone(),
+            tokenizer_path: embedded.tokenizer.clone(),
+            context_window: (model.context_window > 0).then_some(model.context_window),
+            queue_capacity: embedded.queue_capacity,
+            warmup: embedded.warmup,
+            threads: embedded.threads,
+            defaults: model.params.clone(),
+        };
+        let engine = medai_engine::Engine::load(config).map_err(|e| e.to_string())?;
+        Ok(Arc::new(engine))
     }
 }
 

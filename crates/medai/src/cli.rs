@@ -45,9 +45,13 @@ pub struct GlobalArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the server (initialises an empty data directory first).
-    #[command(after_help = "Example:\n  medai serve --listen 127.0.0.1:8080")]
-    Serve,
+    /// Run the server (initialises an empty data directory first). With no `[llm]` configured,
+    /// the assistant answers with the built-in default model through the embedded engine,
+    /// downloaded once from the Hugging Face Hub and checked against its pinned SHA-256.
+    #[command(
+        after_help = "Roles:\n  app           the assistant: web UI, API, database (default)\n  model-server  only an OpenAI-compatible model server for the embedded engine\n                (/v1/chat/completions, /v1/models, /healthz, /readyz), bearer token\n                required (MEDAI_MODEL_SERVER_TOKEN or --token-file); no database\n\nExamples:\n  medai serve --listen 127.0.0.1:8080\n  MEDAI_MODEL_SERVER_TOKEN=$(cat /run/secrets/model-token) medai serve --role model-server --listen 0.0.0.0:8000"
+    )]
+    Serve(ServeArgs),
     /// Initialise the data directory, key file and database, and print the first administrator's
     /// setup link, without serving.
     #[command(after_help = "Example:\n  medai init --print-setup-url")]
@@ -99,6 +103,39 @@ pub enum Command {
     /// The models the assistant answers with (`[llm]` in medai.toml).
     #[command(subcommand)]
     Model(ModelCommand),
+}
+
+/// What `medai serve` runs.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ServeRole {
+    /// The assistant (web UI, API, database).
+    #[default]
+    App,
+    /// Only the OpenAI-compatible model server for the embedded engine.
+    ModelServer,
+}
+
+/// Options of `medai serve`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ServeArgs {
+    /// app or model-server.
+    #[arg(long, value_enum, default_value_t = ServeRole::App)]
+    pub role: ServeRole,
+    /// With no `[llm]` configured, start without any model (assistant answers are 503) instead
+    /// of fetching and loading the default model.
+    #[arg(long, env = "MEDAI_NO_DEFAULT_MODEL")]
+    pub no_default_model: bool,
+    /// model-server: the registered model to serve (see `medai model list`; default: the
+    /// default model, fetched on first use).
+    #[arg(long, value_name = "ID")]
+    pub model: Option<String>,
+    /// model-server: a file holding the bearer token clients must send (instead of
+    /// MEDAI_MODEL_SERVER_TOKEN); 32 to 512 printable characters.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Never download: use only models already in the cache (as HF_HUB_OFFLINE=1).
+    #[arg(long)]
+    pub offline: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -159,6 +196,56 @@ pub enum ModelCommand {
         after_help = "Example:\n  medai model list\n\nOutput columns: id, provider, endpoint, upstream model, context window,\ndefault, failover, health (probe latency or the reason it failed)."
     )]
     List,
+    /// Download GGUF weights and their tokenizer from the Hugging Face Hub (progress bar on a
+    /// terminal), check the SHA-256 of each, and record the model in the registry
+    /// (`<data_dir>/models/registry.json`). A file whose hash differs is removed and not
+    /// recorded. Honours HF_HOME (cache `$HF_HOME/hub`, else `<data_dir>/models/hub`), HF_TOKEN,
+    /// HF_ENDPOINT and HF_HUB_OFFLINE.
+    #[command(
+        after_help = "Example:\n  medai model pull Qwen/Qwen2.5-0.5B-Instruct-GGUF qwen2.5-0.5b-instruct-q8_0.gguf \\\n    --revision 9217f5db79a29953eb74d5343926648285ec7e67 \\\n    --sha256 ca59ca7f13d0e15a8cfa77bd17e65d24f6844b554a7b6c12e07a5f89ff76844e \\\n    --tokenizer-repo Qwen/Qwen2.5-0.5B-Instruct --tokenizer-revision 7ae557604adf67be50417f59c2c2f167def9a775 \\\n    --tokenizer-sha256 c0382117ea329cdf097041132f6d735924b697924d6f6fc3945713e96ce87539"
+    )]
+    Pull(Box<PullArgs>),
+    /// Re-hash every registered model's weights and tokenizer; prints each file's result and
+    /// exits non-zero if any is missing or differs from its recorded SHA-256.
+    #[command(after_help = "Example:\n  medai model verify")]
+    Verify,
+}
+
+/// Options of `medai model pull`.
+#[derive(Args, Debug, Clone)]
+pub struct PullArgs {
+    /// Hub repository of the weights (namespace/name).
+    #[arg(value_parser = crate::models::spec::repo_id)]
+    pub repo: String,
+    /// The GGUF file in that repository.
+    #[arg(value_parser = |s: &str| crate::models::spec::repo_file(s, ".gguf"))]
+    pub file: String,
+    /// Commit hash (recommended) or branch/tag of the weights.
+    #[arg(long, value_parser = crate::models::spec::revision)]
+    pub revision: String,
+    /// Expected SHA-256 of the weights (64 hex digits).
+    #[arg(long, value_parser = crate::models::spec::sha256)]
+    pub sha256: String,
+    /// Repository of the tokenizer (default: the weights' repository).
+    #[arg(long, value_parser = crate::models::spec::repo_id)]
+    pub tokenizer_repo: Option<String>,
+    /// The tokenizer file.
+    #[arg(long, default_value = "tokenizer.json", value_parser = |s: &str| crate::models::spec::repo_file(s, ".json"))]
+    pub tokenizer_file: String,
+    /// Revision of the tokenizer (default: --revision when the tokenizer comes from the same
+    /// repository; required otherwise).
+    #[arg(long, value_parser = crate::models::spec::revision)]
+    pub tokenizer_revision: Option<String>,
+    /// Expected SHA-256 of the tokenizer; without it, the hash of the first download is recorded
+    /// (and checked by `medai model verify` from then on).
+    #[arg(long, value_parser = crate::models::spec::sha256)]
+    pub tokenizer_sha256: Option<String>,
+    /// Registry id (default: the file name without .gguf, lowercased).
+    #[arg(long, value_parser = crate::models::spec::model_id)]
+    pub id: Option<String>,
+    /// Never download: take the files from the cache only (as HF_HUB_OFFLINE=1).
+    #[arg(long)]
+    pub offline: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -492,5 +579,80 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(Cli::try_parse_from(["medai", "serve", "--listen", "not-an-addr"]).is_err());
+    }
+
+    #[test]
+    fn parses_serve_roles_and_model_pull() {
+        let c = Cli::try_parse_from(["medai", "serve"]).unwrap();
+        assert!(matches!(
+            c.command,
+            Command::Serve(ServeArgs {
+                role: ServeRole::App,
+                no_default_model: false,
+                ..
+            })
+        ));
+        let c = Cli::try_parse_from([
+            "medai",
+            "serve",
+            "--role",
+            "model-server",
+            "--model",
+            "tiny",
+            "--token-file",
+            "/t",
+        ])
+        .unwrap();
+        match c.command {
+            Command::Serve(a) => {
+                assert_eq!(a.role, ServeRole::ModelServer);
+                assert_eq!(a.model.as_deref(), Some("tiny"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["medai", "serve", "--role", "gpu"]).is_err());
+
+        let sha = "AB".repeat(32);
+        let c = Cli::try_parse_from([
+            "medai",
+            "model",
+            "pull",
+            "org/m-GGUF",
+            "m.gguf",
+            "--revision",
+            "main",
+            "--sha256",
+            &sha,
+        ])
+        .unwrap();
+        match c.command {
+            Command::Model(ModelCommand::Pull(a)) => {
+                assert_eq!(a.sha256, "ab".repeat(32));
+                assert_eq!(a.tokenizer_file, "tokenizer.json");
+                assert!(a.tokenizer_repo.is_none() && a.tokenizer_sha256.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+        // Each argument is checked by the parser.
+        for bad in [
+            ["org/m--x", "m.gguf", "main", sha.as_str()],
+            ["org/m", "m.safetensors", "main", sha.as_str()],
+            ["org/m", "m.gguf", "../main", sha.as_str()],
+            ["org/m", "m.gguf", "main", "abc"],
+        ] {
+            let r = Cli::try_parse_from([
+                "medai",
+                "model",
+                "pull",
+                bad[0],
+                bad[1],
+                "--revision",
+                bad[2],
+                "--sha256",
+                bad[3],
+            ]);
+            assert!(r.is_err(), "{bad:?}");
+        }
+        assert!(Cli::try_parse_from(["medai", "model", "pull", "org/m", "m.gguf"]).is_err());
     }
 }

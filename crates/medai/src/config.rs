@@ -11,7 +11,7 @@ use serde::Serialize;
 use std::path::PathBuf;
 
 /// Environment variables with the `MEDAI_` prefix that are not configuration keys.
-const NOT_CONFIG: &[&str] = &["config", "log"];
+const NOT_CONFIG: &[&str] = &["config", "log", "no_default_model", "model_server_token"];
 
 #[derive(Serialize, Default)]
 struct Overrides {

@@ -7,8 +7,11 @@ mod cli;
 mod config;
 mod healthcheck;
 mod lines;
+mod model_ops;
+mod models;
 mod ops;
 mod phi;
+mod serve_model;
 mod telemetry;
 mod triage;
 

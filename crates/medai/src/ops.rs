@@ -1,7 +1,8 @@
 //! The commands.
 
 use crate::cli::{
-    Cli, Command, ConfigCommand, KeysCommand, ModelCommand, TokenCommand, UserCommand,
+    Cli, Command, ConfigCommand, KeysCommand, ModelCommand, ServeArgs, ServeRole, TokenCommand,
+    UserCommand,
 };
 use crate::config;
 use anyhow::{bail, Context as _};
@@ -23,13 +24,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let cfg = config::load(&cli.global)?;
     let traces = match command {
-        Command::Serve => crate::telemetry::tracer_provider(&cfg)?,
+        Command::Serve(_) => crate::telemetry::tracer_provider(&cfg)?,
         _ => None,
     };
     init_logging(&cfg, traces.as_ref());
     match command {
-        Command::Serve => {
-            let result = serve(cfg).await;
+        Command::Serve(args) => {
+            let result = match args.role {
+                ServeRole::App => serve(cfg, args).await,
+                ServeRole::ModelServer => {
+                    crate::serve_model::run(cfg, args, shutdown_signal()?).await
+                }
+            };
             if let Some(provider) = traces {
                 crate::telemetry::shutdown(provider).await;
             }
@@ -66,6 +72,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }) => keys_move(cfg, &provider, to_key_id).await,
         Command::Triage(cmd) => crate::triage::run(cmd),
         Command::Model(ModelCommand::List) => model_list(&cfg).await,
+        Command::Model(ModelCommand::Pull(args)) => crate::model_ops::pull(&cfg, *args).await,
+        Command::Model(ModelCommand::Verify) => crate::model_ops::verify(&cfg).await,
     }
 }
 
@@ -97,7 +105,14 @@ fn print_setup(url: &str) {
     println!("{url}");
 }
 
-async fn serve(cfg: Config) -> anyhow::Result<()> {
+async fn serve(mut cfg: Config, args: ServeArgs) -> anyhow::Result<()> {
+    if cfg.llm.is_none() && !args.no_default_model {
+        // No model configured: the built-in default through the embedded engine, fetched on
+        // first use and re-hashed at every start.
+        let record = crate::model_ops::ensure_default(&cfg, args.offline).await?;
+        tracing::info!(model = %record.id, "no [llm] configured: answering with the default model");
+        cfg.llm = Some(crate::model_ops::embedded_llm_config(&record));
+    }
     let clock = Arc::new(SystemClock);
     let prepared = bootstrap::prepare(&cfg, clock.now()).await?;
     if prepared.key_created {
@@ -547,9 +562,16 @@ async fn keys_move(cfg: Config, provider: &str, key_id: Option<String>) -> anyho
 async fn model_list(cfg: &Config) -> anyhow::Result<()> {
     let metrics = medai_server::metrics::Metrics::new();
     let assistant = medai_server::assistant::Assistant::new(cfg.llm.as_ref(), &metrics.llm)?;
+    let registered = crate::model_ops::print_registered(cfg)?;
     let Some(registry) = assistant.registry else {
-        bail!("no model is configured: add [llm] with default_model and [[llm.models]] to medai.toml (see docs/assistant.md)");
+        if registered > 0 {
+            return Ok(());
+        }
+        bail!("no model is configured: add [llm] with default_model and [[llm.models]] to medai.toml (see docs/assistant.md), or pull one with `medai model pull`; with neither, `medai serve` fetches the default model {}", crate::models::default_model::DEFAULT_MODEL.repo);
     };
+    if registered > 0 {
+        println!();
+    }
     let health = registry.health().await;
     let mut unhealthy = 0;
     println!("id\tprovider\tendpoint\tupstream model\tcontext\tdefault\tfailover\thealth");

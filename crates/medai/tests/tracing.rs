@@ -85,6 +85,8 @@ impl Serve {
         .env_remove("MEDAI_CONFIG")
         .env_remove("MEDAI_DATABASE_URL")
         .env_remove("MEDAI_REDIS_URL")
+        // no [llm]: serve without fetching the default model (no network in tests)
+        .env("MEDAI_NO_DEFAULT_MODEL", "true")
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         .env("MEDAI_LOG_FORMAT", format)
         .env("OTEL_BSP_SCHEDULE_DELAY", "100")

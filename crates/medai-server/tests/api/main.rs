@@ -13,6 +13,7 @@ mod audit;
 mod authz_matrix;
 mod bad_input;
 mod common;
+mod embedded;
 mod encryption;
 mod flows;
 mod monitoring;

@@ -25,6 +25,8 @@ fn base(cmd: &mut Command) -> &mut Command {
     cmd.env_remove("MEDAI_CONFIG")
         .env_remove("MEDAI_DATABASE_URL")
         .env_remove("MEDAI_REDIS_URL")
+        // no [llm]: serve without fetching the default model (no network in tests)
+        .env("MEDAI_NO_DEFAULT_MODEL", "true")
         .env_remove("MEDAI_LISTEN")
         .env_remove("MEDAI_PUBLIC_URL")
         .env("MEDAI_LOG_FORMAT", "json")
