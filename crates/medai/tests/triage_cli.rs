@@ -214,7 +214,7 @@ fn eval_scores_the_held_out_file_against_the_ci_floor() {
             "--min-sensitivity",
             "0.80",
             "--min-specificity",
-            "0.90",
+            "0.85",
             "--json",
         ],
         "",
