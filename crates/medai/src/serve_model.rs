@@ -70,6 +70,7 @@ pub async fn run(
                         queue_capacity: s.queue_capacity,
                         running: s.running,
                         max_running: s.max_running,
+                        cached_prompt_tokens: s.cached_prompt_tokens,
                     }
                 };
                 loader_state.set_loaded(engine, Arc::new(stats));
