@@ -33,9 +33,12 @@ use std::time::{Duration, Instant};
 
 const PROMPT_TOKENS: usize = 128;
 
-/// The system text the warm engine keeps (100 bytes, so about 100 tokens with the fixture's
-/// byte-level tokenizer; medai's own system prompt is about 115 tokens with Qwen's tokenizer).
-const WARM_SYSTEM: &str = "You are a clinical decision support assistant for licensed clinicians. State the basis of each one. ";
+/// The system text the warm engine keeps: 80 bytes, so with the fixture's byte-level tokenizer
+/// and the ChatML opening, the first 88 of the 128 prompt tokens. (medai's own system prompt is
+/// about 115 tokens with Qwen's tokenizer, and its prompts are longer than 128 tokens: about 40
+/// to 200 new tokens after the kept prefix, for the patient context and the question.)
+const WARM_SYSTEM: &str =
+    "You are a clinical decision support assistant for clinicians. Cite your basis.. ";
 
 struct Run {
     ttft: Duration,
@@ -205,7 +208,7 @@ async fn bench(shape: ModelShape, decode: u32, threads: Option<usize>) {
     .await;
     let half = run(
         &engine,
-        prompt(&engine, &format!("{}Other text.", &WARM_SYSTEM[..50]), 4),
+        prompt(&engine, &format!("{}Other text.", &WARM_SYSTEM[..40]), 4),
         4,
         4,
     )
@@ -221,7 +224,10 @@ async fn bench(shape: ModelShape, decode: u32, threads: Option<usize>) {
     println!("  first token, 128-token prompt:");
     first_token_line("first request, no warm-up", &cold);
     first_token_line("later request, nothing shared", &later);
-    first_token_line("first request after warm-up, system text kept", &after_warmup);
+    first_token_line(
+        "first request after warm-up, system text kept",
+        &after_warmup,
+    );
     first_token_line("later request, half the system text kept", &half);
     println!(
         "  prompt                   {prompt_rate:.0} tokens/s run (later request; {:.2} s of prefill in all)",

@@ -1,8 +1,8 @@
 //! Loading a GGUF file into one of candle's quantised model implementations, and running it.
 
 use crate::error::EngineError;
-use candle_core::quantized::gguf_file::{Content, Value};
 use crate::transformer::{KvCache, Rope, Transformer, MAX_ROTARY_POSITIONS};
+use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::Device;
 use std::fs::File;
 use std::io::BufReader;
@@ -158,8 +158,15 @@ impl LoadedModel {
             Arch::Qwen2 => Rope::Halves,
             Arch::Llama => Rope::Interleaved,
         };
-        let transformer = Transformer::from_gguf(&content, &mut reader, &arch_name, rope, max_positions, device)
-            .map_err(|e| gguf_err(path, e.to_string()))?;
+        let transformer = Transformer::from_gguf(
+            &content,
+            &mut reader,
+            &arch_name,
+            rope,
+            max_positions,
+            device,
+        )
+        .map_err(|e| gguf_err(path, e.to_string()))?;
         tracing::debug!(model = %transformer.describe(), "model built");
         Ok(Self {
             transformer,

@@ -164,8 +164,11 @@ impl Transformer {
                 );
             }
         }
-        let eps = meta_f32(ct, &key("attention.layer_norm_rms_epsilon"))
-            .ok_or_else(|| candle_core::Error::Msg(format!("no {arch}.attention.layer_norm_rms_epsilon in the metadata")))?;
+        let eps = meta_f32(ct, &key("attention.layer_norm_rms_epsilon")).ok_or_else(|| {
+            candle_core::Error::Msg(format!(
+                "no {arch}.attention.layer_norm_rms_epsilon in the metadata"
+            ))
+        })?;
         let rope_base = meta_f32(ct, &key("rope.freq_base")).unwrap_or(10_000.0);
         let positions = positions.clamp(1, MAX_ROTARY_POSITIONS);
 
@@ -185,7 +188,9 @@ impl Transformer {
         let mut layers = Vec::with_capacity(blocks);
         for i in 0..blocks {
             let p = format!("blk.{i}");
-            let mut matmul = |n: &str| QMatMul::from_qtensor(ct.tensor(reader, &format!("{p}.{n}.weight"), device)?);
+            let mut matmul = |n: &str| {
+                QMatMul::from_qtensor(ct.tensor(reader, &format!("{p}.{n}.weight"), device)?)
+            };
             let q = matmul("attn_q")?;
             let k = matmul("attn_k")?;
             let v = matmul("attn_v")?;
@@ -259,7 +264,11 @@ impl Transformer {
             candle_core::bail!("no tokens to run");
         }
         if pos + seq > self.positions {
-            candle_core::bail!("position {} is past the model's {}", pos + seq, self.positions);
+            candle_core::bail!(
+                "position {} is past the model's {}",
+                pos + seq,
+                self.positions
+            );
         }
         if !cache.layers.is_empty() && cache.layers.len() != self.layers.len() {
             candle_core::bail!("the cache does not belong to this model");
@@ -303,13 +312,16 @@ impl Transformer {
         let h = &self.hyper;
         let (b, seq, hidden) = x.dims3()?;
         let n = layer.attn_norm.forward(x)?;
-        let project = |w: &QMatMul, bias: &Option<Tensor>, heads: usize| -> candle_core::Result<Tensor> {
-            let mut y = w.forward(&n)?;
-            if let Some(bias) = bias {
-                y = y.broadcast_add(bias)?;
-            }
-            y.reshape((b, seq, heads, h.head_dim))?.transpose(1, 2)?.contiguous()
-        };
+        let project =
+            |w: &QMatMul, bias: &Option<Tensor>, heads: usize| -> candle_core::Result<Tensor> {
+                let mut y = w.forward(&n)?;
+                if let Some(bias) = bias {
+                    y = y.broadcast_add(bias)?;
+                }
+                y.reshape((b, seq, heads, h.head_dim))?
+                    .transpose(1, 2)?
+                    .contiguous()
+            };
         let q = project(&layer.q, &layer.q_bias, h.heads)?;
         let k = project(&layer.k, &layer.k_bias, h.kv_heads)?;
         let v = project(&layer.v, &layer.v_bias, h.kv_heads)?;
@@ -407,7 +419,10 @@ mod tests {
 
     fn close(a: &[f32], b: &[f32]) -> f32 {
         assert_eq!(a.len(), b.len());
-        a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
     }
 
     fn spread(v: &[f32]) -> f32 {
@@ -424,7 +439,10 @@ mod tests {
 
     impl Reference {
         fn forward(&mut self, tokens: &[u32], pos: usize) -> Vec<f32> {
-            let x = Tensor::new(tokens, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+            let x = Tensor::new(tokens, &Device::Cpu)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap();
             let l = match self {
                 Self::Qwen2(m) => m.forward(&x, pos),
                 Self::Llama(m) => m.forward(&x, pos),
@@ -460,7 +478,9 @@ mod tests {
         (ours, reference, dir)
     }
 
-    const PROMPT: [u32; 19] = [5, 17, 42, 9, 88, 3, 61, 23, 7, 100, 54, 2, 31, 77, 12, 64, 90, 8, 40];
+    const PROMPT: [u32; 19] = [
+        5, 17, 42, 9, 88, 3, 61, 23, 7, 100, 54, 2, 31, 77, 12, 64, 90, 8, 40,
+    ];
 
     /// Our forward pass gives candle's logits, for a prompt and for every decode step after it,
     /// in both families (grouped-query attention, biases, tied or separate output, both rotary
@@ -470,15 +490,27 @@ mod tests {
         for arch in [Arch::Qwen2, Arch::Llama] {
             let (ours, mut reference, _dir) = load(arch);
             let mut cache = KvCache::default();
-            let a = ours.forward(&PROMPT, &mut cache).unwrap().to_vec1::<f32>().unwrap();
+            let a = ours
+                .forward(&PROMPT, &mut cache)
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
             let b = reference.forward(&PROMPT, 0);
             assert!(spread(&b) > 1e-3, "{arch:?}: the reference logits are flat");
             assert!(close(&a, &b) < 1e-4, "{arch:?} prompt: {}", close(&a, &b));
             let mut pos = PROMPT.len();
             for token in [11u32, 99, 4] {
-                let a = ours.forward(&[token], &mut cache).unwrap().to_vec1::<f32>().unwrap();
+                let a = ours
+                    .forward(&[token], &mut cache)
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap();
                 let b = reference.forward(&[token], pos);
-                assert!(close(&a, &b) < 1e-4, "{arch:?} step {pos}: {}", close(&a, &b));
+                assert!(
+                    close(&a, &b) < 1e-4,
+                    "{arch:?} step {pos}: {}",
+                    close(&a, &b)
+                );
                 pos += 1;
             }
             assert_eq!(cache.len(), pos);
@@ -492,29 +524,60 @@ mod tests {
         for arch in [Arch::Qwen2, Arch::Llama] {
             let (ours, _, _dir) = load(arch);
             let mut whole = KvCache::default();
-            let full = ours.forward(&PROMPT, &mut whole).unwrap().to_vec1::<f32>().unwrap();
+            let full = ours
+                .forward(&PROMPT, &mut whole)
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
 
             let mut chunked = KvCache::default();
             ours.forward(&PROMPT[..8], &mut chunked).unwrap();
-            let c = ours.forward(&PROMPT[8..], &mut chunked).unwrap().to_vec1::<f32>().unwrap();
+            let c = ours
+                .forward(&PROMPT[8..], &mut chunked)
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
             assert!(close(&full, &c) < 1e-4, "{arch:?} chunked");
 
             // A different sequence shares the first 8 tokens; cut the cache back and go on.
             let mut other = PROMPT;
             other[8] = 150;
             let mut fresh = KvCache::default();
-            let expected = ours.forward(&other, &mut fresh).unwrap().to_vec1::<f32>().unwrap();
+            let expected = ours
+                .forward(&other, &mut fresh)
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
             let mut reused = whole.truncated(8).unwrap();
             assert_eq!(reused.len(), 8);
-            let got = ours.forward(&other[8..], &mut reused).unwrap().to_vec1::<f32>().unwrap();
-            assert!(close(&expected, &got) < 1e-4, "{arch:?} reused: {}", close(&expected, &got));
-            assert!(close(&full, &got) > 1e-3, "{arch:?}: the changed token made no difference");
+            let got = ours
+                .forward(&other[8..], &mut reused)
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            assert!(
+                close(&expected, &got) < 1e-4,
+                "{arch:?} reused: {}",
+                close(&expected, &got)
+            );
+            assert!(
+                close(&full, &got) > 1e-3,
+                "{arch:?}: the changed token made no difference"
+            );
             // The snapshot it was cut from is untouched.
             assert_eq!(whole.len(), PROMPT.len());
-            let again = ours.forward(&[3], &mut whole.clone()).unwrap().to_vec1::<f32>().unwrap();
+            let again = ours
+                .forward(&[3], &mut whole.clone())
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
             let mut replay = KvCache::default();
             ours.forward(&PROMPT, &mut replay).unwrap();
-            let expected = ours.forward(&[3], &mut replay).unwrap().to_vec1::<f32>().unwrap();
+            let expected = ours
+                .forward(&[3], &mut replay)
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
             assert!(close(&again, &expected) < 1e-4, "{arch:?} snapshot changed");
         }
     }

@@ -219,7 +219,8 @@ fn greedy(max_tokens: u32) -> SamplingParams {
 /// keeps nothing.
 #[tokio::test]
 async fn a_shared_prefix_is_not_run_again_and_changes_no_answer() {
-    const SYSTEM: &str = "You are a careful clinical assistant. Answer briefly and state your basis. \
+    const SYSTEM: &str =
+        "You are a careful clinical assistant. Answer briefly and state your basis. \
         Patient context:\n";
     for arch in [Arch::Qwen2, Arch::Llama] {
         let dir = tempfile::tempdir().unwrap();
@@ -234,7 +235,10 @@ async fn a_shared_prefix_is_not_run_again_and_changes_no_answer() {
         assert_eq!(warm.prefix_tokens(), system_only.len(), "{arch:?}");
 
         let mut messages = vec![
-            Message::new(Role::System, format!("{SYSTEM}Age 67. Chest pain since 06:00.")),
+            Message::new(
+                Role::System,
+                format!("{SYSTEM}Age 67. Chest pain since 06:00."),
+            ),
             Message::new(Role::User, "What should be ruled out first?"),
         ];
         let first = ChatRequest {
@@ -247,10 +251,16 @@ async fn a_shared_prefix_is_not_run_again_and_changes_no_answer() {
             .zip(warm.prompt_tokens(&first.messages).unwrap())
             .take_while(|(a, b)| **a == *b)
             .count();
-        assert!(shared > 10, "{arch:?}: the system prompt shares only {shared} tokens");
+        assert!(
+            shared > 10,
+            "{arch:?}: the system prompt shares only {shared} tokens"
+        );
         let (text, done) = answer(&warm, &first).await;
         let (expected, _) = answer(&cold, &first).await;
-        assert_eq!(text, expected, "{arch:?}: the kept prefix changed the answer");
+        assert_eq!(
+            text, expected,
+            "{arch:?}: the kept prefix changed the answer"
+        );
         assert_eq!(done.usage.unwrap().prompt_tokens as usize, first_len);
         let s = warm.stats();
         assert_eq!(s.cached_prompt_tokens as usize, shared, "{arch:?}");
@@ -267,7 +277,10 @@ async fn a_shared_prefix_is_not_run_again_and_changes_no_answer() {
         let second_len = warm.prompt_tokens(&second.messages).unwrap().len();
         let (text, _) = answer(&warm, &second).await;
         let (expected, _) = answer(&cold, &second).await;
-        assert_eq!(text, expected, "{arch:?}: the kept conversation changed the answer");
+        assert_eq!(
+            text, expected,
+            "{arch:?}: the kept conversation changed the answer"
+        );
         let reused = warm.stats().cached_prompt_tokens - s.cached_prompt_tokens;
         assert!(
             reused as usize >= first_len,
@@ -286,7 +299,10 @@ async fn a_shared_prefix_is_not_run_again_and_changes_no_answer() {
         let before = warm.stats().cached_prompt_tokens;
         let (text, _) = answer(&warm, &other).await;
         let (expected, _) = answer(&cold, &other).await;
-        assert_eq!(text, expected, "{arch:?}: another conversation's answer changed");
+        assert_eq!(
+            text, expected,
+            "{arch:?}: another conversation's answer changed"
+        );
         assert!(warm.stats().cached_prompt_tokens - before >= shared as u64 - 1);
     }
 }

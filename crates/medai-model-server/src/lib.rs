@@ -135,7 +135,8 @@ impl ServerState {
             self.metrics.queue_capacity.set(g(s.queue_capacity));
             self.metrics.running.set(g(s.running));
             self.metrics.max_running.set(g(s.max_running));
-            self.metrics.set_cached_prompt_tokens(s.cached_prompt_tokens);
+            self.metrics
+                .set_cached_prompt_tokens(s.cached_prompt_tokens);
         }
         self.metrics.encode()
     }

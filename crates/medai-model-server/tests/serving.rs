@@ -441,7 +441,12 @@ async fn serves_the_embedded_engine_over_the_openai_protocol() {
     assert!(metric(&m, "medai_model_server_tokens_total{kind=\"completion\"}").unwrap() >= 3.0);
     // Every ChatML prompt opens like the warm-up prompt did: at least that was not run again.
     assert!(
-        metric(&m, "medai_model_server_tokens_total{kind=\"prompt_cached\"}").unwrap() >= 1.0
+        metric(
+            &m,
+            "medai_model_server_tokens_total{kind=\"prompt_cached\"}"
+        )
+        .unwrap()
+            >= 1.0
     );
     catalogue_matches(&m);
 }

@@ -412,7 +412,8 @@ async fn flows(driver_path: &std::ffi::OsStr) {
     let conversation = clin.path().await;
     const QUESTION: &str =
         "Substernal chest pain for 40 minutes, diaphoretic; troponin flat at six hours. Next steps?";
-    clin.fill("Your question about this patient", QUESTION).await;
+    clin.fill("Your question about this patient", QUESTION)
+        .await;
     clin.click_button("Ask the assistant").await;
     let full = upstream::full_answer();
     // Poll the live answer as fast as WebDriver allows (one script call reads the answer, the
@@ -450,8 +451,16 @@ async fn flows(driver_path: &std::ffi::OsStr) {
                 assert!(full.starts_with(t), "streamed text {t:?} is not a prefix");
                 if partial.is_none() {
                     // The question shows above the answer while it streams.
-                    assert_eq!(v[3].as_str(), Some(QUESTION), "the question while streaming");
-                    assert_eq!(v[4].as_bool(), Some(false), "'No questions yet' while streaming");
+                    assert_eq!(
+                        v[3].as_str(),
+                        Some(QUESTION),
+                        "the question while streaming"
+                    );
+                    assert_eq!(
+                        v[4].as_bool(),
+                        Some(false),
+                        "'No questions yet' while streaming"
+                    );
                     clin.shot("chat-streaming").await;
                     partial = Some(t.to_owned());
                 }
