@@ -4,8 +4,10 @@
 //!
 //! For each shape it reports: the time to write the file, load time without and with warm-up,
 //! and for a 128-token prompt the time to first token of the first request without warm-up, of
-//! a later request, and of the first request after a warm-up load; prompt tokens per second;
-//! decode tokens per second.
+//! a later request that shares nothing with it, of the first request after a warm-up that kept
+//! the system text it starts with, and of one that shares only half that text; prompt tokens
+//! per second; decode tokens per second. Each line says how many prompt tokens were kept from
+//! before and how many were run.
 //!
 //! `cargo bench -p medai-engine --bench engine`. `MEDAI_BENCH_SHAPES` picks shapes
 //! (`0.5b,1.5b`, the default), `MEDAI_BENCH_DECODE` the tokens generated per request (64),
@@ -31,6 +33,13 @@ use std::time::{Duration, Instant};
 
 const PROMPT_TOKENS: usize = 128;
 
+/// The system text the warm engine keeps: 80 bytes, so with the fixture's byte-level tokenizer
+/// and the ChatML opening, the first 88 of the 128 prompt tokens. (medai's own system prompt is
+/// about 115 tokens with Qwen's tokenizer, and its prompts are longer than 128 tokens: about 40
+/// to 200 new tokens after the kept prefix, for the patient context and the question.)
+const WARM_SYSTEM: &str =
+    "You are a clinical decision support assistant for clinicians. Cite your basis.. ";
+
 struct Run {
     ttft: Duration,
     decode_tokens: u32,
@@ -38,6 +47,9 @@ struct Run {
     /// CPU time of the whole process (every thread) until the first token, and after it.
     ttft_cpu: f64,
     decode_cpu: f64,
+    /// Prompt tokens found in the kept prefix, and run.
+    reused: u64,
+    ran: u64,
 }
 
 /// CPU seconds this process has used (user + system, all threads), from `/proc/self/stat`
@@ -57,12 +69,12 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// A conversation whose rendered prompt is exactly [`PROMPT_TOKENS`] tokens.
-fn prompt(engine: &Engine) -> Vec<Message> {
-    let system = Message::new(
-        Role::System,
-        "You are a clinical decision support assistant.",
-    );
+/// A conversation with this system text whose rendered prompt is exactly [`PROMPT_TOKENS`]
+/// tokens; `variant` changes the user's text from its first byte, so two variants share nothing
+/// after the system turn.
+fn prompt(engine: &Engine, system: &str, variant: usize) -> Vec<Message> {
+    let system = Message::new(Role::System, system);
+    let alphabet = b"abcdefghij klmnopqrstuvwxyz";
     let mut text = String::new();
     loop {
         let messages = vec![system.clone(), Message::new(Role::User, text.clone())];
@@ -71,13 +83,13 @@ fn prompt(engine: &Engine) -> Vec<Message> {
             assert_eq!(n, PROMPT_TOKENS, "the byte-level prompt overshot");
             return messages;
         }
-        text.push(b"abcdefghij klmnopqrstuvwxyz"[text.len() % 27] as char);
+        text.push(alphabet[(text.len() * 7 + variant * 5) % alphabet.len()] as char);
     }
 }
 
-async fn run(engine: &Engine, decode: u32, seed: u64) -> Run {
+async fn run(engine: &Engine, messages: Vec<Message>, decode: u32, seed: u64) -> Run {
     let req = ChatRequest {
-        messages: prompt(engine),
+        messages,
         params: SamplingParams {
             temperature: Some(0.8),
             seed: Some(seed),
@@ -85,6 +97,7 @@ async fn run(engine: &Engine, decode: u32, seed: u64) -> Run {
             ..SamplingParams::default()
         },
     };
+    let before = engine.stats();
     let start = Instant::now();
     let cpu_start = cpu_seconds();
     let mut stream = engine.chat_stream(&req).await.unwrap();
@@ -102,6 +115,7 @@ async fn run(engine: &Engine, decode: u32, seed: u64) -> Run {
     }
     let total = start.elapsed();
     let cpu_end = cpu_seconds();
+    let after = engine.stats();
     let first_cpu = first_cpu.unwrap_or(cpu_end);
     let generated = usage.unwrap().completion_tokens;
     let ttft = first.unwrap_or(total);
@@ -111,12 +125,20 @@ async fn run(engine: &Engine, decode: u32, seed: u64) -> Run {
         decode_time: total.saturating_sub(ttft),
         ttft_cpu: first_cpu - cpu_start,
         decode_cpu: cpu_end - first_cpu,
+        reused: after.cached_prompt_tokens - before.cached_prompt_tokens,
+        ran: after.prompt_tokens - before.prompt_tokens,
     }
 }
 
-fn load(gguf: &Path, tokenizer: &Path, warmup: bool, threads: Option<usize>) -> (Engine, Duration) {
+fn load(
+    gguf: &Path,
+    tokenizer: &Path,
+    warmup: Option<&str>,
+    threads: Option<usize>,
+) -> (Engine, Duration) {
     let mut config = EngineConfig::new("bench", gguf.into(), tokenizer.into());
-    config.warmup = warmup;
+    config.warmup = warmup.is_some();
+    config.warmup_system_prompt = warmup.map(str::to_string);
     config.threads = threads;
     let start = Instant::now();
     let engine = Engine::load(config).unwrap();
@@ -125,6 +147,15 @@ fn load(gguf: &Path, tokenizer: &Path, warmup: bool, threads: Option<usize>) -> 
 
 fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn first_token_line(label: &str, r: &Run) {
+    println!(
+        "    {:>6}  {label} ({} prompt tokens kept, {} run)",
+        ms(r.ttft),
+        r.reused,
+        r.ran
+    );
 }
 
 async fn bench(shape: ModelShape, decode: u32, threads: Option<usize>) {
@@ -139,52 +170,79 @@ async fn bench(shape: ModelShape, decode: u32, threads: Option<usize>) {
         ms(start.elapsed())
     );
 
-    let (engine, cold_load) = load(&gguf, &tokenizer, false, threads);
-    let cold = run(&engine, decode, 1).await;
-    let stats_after_cold = engine.stats();
-    let warm = run(&engine, decode, 2).await;
-    let stats = engine.stats();
+    // No warm-up: the very first forward pass, then a prompt that shares nothing with it but
+    // the template's opening of the system turn.
+    let (engine, cold_load) = load(&gguf, &tokenizer, None, threads);
+    let cold = run(
+        &engine,
+        prompt(&engine, "You are a clinical decision support assistant.", 1),
+        4,
+        1,
+    )
+    .await;
+    let later = run(
+        &engine,
+        prompt(&engine, "Answer questions about one patient, briefly.", 2),
+        decode,
+        2,
+    )
+    .await;
+    let prefill = {
+        let s = engine.stats();
+        s.prefill_seconds
+    };
     drop(engine);
-    let prompt_rate = (stats.prompt_tokens - stats_after_cold.prompt_tokens) as f64
-        / (stats.prefill_seconds - stats_after_cold.prefill_seconds);
-    let decode_rate = f64::from(warm.decode_tokens) / warm.decode_time.as_secs_f64();
+    let prompt_rate = later.ran as f64 / later.ttft.as_secs_f64();
+    let decode_rate = f64::from(later.decode_tokens) / later.decode_time.as_secs_f64();
 
-    let (engine, warm_load) = load(&gguf, &tokenizer, true, threads);
-    let after_warmup = run(&engine, decode, 3).await;
+    // Warm-up keeps the system text most prompts start with.
+    let (engine, warm_load) = load(&gguf, &tokenizer, Some(WARM_SYSTEM), threads);
+    let kept = engine.prefix_tokens();
     let warmup = engine.warmup_time().unwrap_or_default();
+    let after_warmup = run(
+        &engine,
+        prompt(&engine, &format!("{WARM_SYSTEM}Age 67."), 3),
+        4,
+        3,
+    )
+    .await;
+    let half = run(
+        &engine,
+        prompt(&engine, &format!("{}Other text.", &WARM_SYSTEM[..40]), 4),
+        4,
+        4,
+    )
+    .await;
     drop(engine);
 
-    println!("  load without warm-up           {}", ms(cold_load));
+    println!("  load without warm-up     {}", ms(cold_load));
     println!(
-        "  load with warm-up              {} (warm-up {})",
+        "  load with warm-up        {} (warm-up {}, {kept} tokens kept)",
         ms(warm_load),
         ms(warmup)
     );
+    println!("  first token, 128-token prompt:");
+    first_token_line("first request, no warm-up", &cold);
+    first_token_line("later request, nothing shared", &later);
+    first_token_line(
+        "first request after warm-up, system text kept",
+        &after_warmup,
+    );
+    first_token_line("later request, half the system text kept", &half);
     println!(
-        "  first token, 128-token prompt  {} first request without warm-up",
-        ms(cold.ttft)
+        "  prompt                   {prompt_rate:.0} tokens/s run (later request; {:.2} s of prefill in all)",
+        prefill
     );
     println!(
-        "                                 {} first request after warm-up",
-        ms(after_warmup.ttft)
+        "  CPU time (all threads)   {:.2} s to the first token, {:.3} s per decoded token (later request): {:.0} prompt and {:.1} decode tokens per CPU-second",
+        later.ttft_cpu,
+        later.decode_cpu / f64::from(later.decode_tokens.max(1)),
+        later.ran as f64 / later.ttft_cpu,
+        f64::from(later.decode_tokens) / later.decode_cpu,
     );
     println!(
-        "                                 {} a later request",
-        ms(warm.ttft)
-    );
-    println!("  prompt                         {prompt_rate:.0} tokens/s (later request)");
-    println!(
-        "  CPU time (all threads)         {:.2} s to the first token, {:.3} s per decoded token (later request): {:.0} prompt and {:.1} decode tokens per CPU-second",
-        warm.ttft_cpu,
-        warm.decode_cpu / f64::from(warm.decode_tokens.max(1)),
-        PROMPT_TOKENS as f64 / warm.ttft_cpu,
-        f64::from(warm.decode_tokens) / warm.decode_cpu,
-    );
-    println!(
-        "  decode                         {decode_rate:.1} tokens/s ({} tokens; {:.1} and {:.1} in the other two runs)",
-        warm.decode_tokens,
-        f64::from(cold.decode_tokens) / cold.decode_time.as_secs_f64(),
-        f64::from(after_warmup.decode_tokens) / after_warmup.decode_time.as_secs_f64(),
+        "  decode                   {decode_rate:.1} tokens/s ({} tokens)",
+        later.decode_tokens,
     );
 }
 

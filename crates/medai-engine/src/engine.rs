@@ -35,6 +35,10 @@ pub struct EngineConfig {
     pub queue_capacity: usize,
     /// Run a short forward pass at load so the first request does not pay for it.
     pub warmup: bool,
+    /// The system message most requests start with (medai's assistant prompt, say). With
+    /// warm-up on, its keys and values are computed at load and kept, so a request that starts
+    /// with it runs only the tokens after it. `None` warms up with a generic message.
+    pub warmup_system_prompt: Option<String>,
     /// CPU threads for inference; `None` uses every core. Also sizes candle's process-wide
     /// matmul pool (`CANDLE_NUM_THREADS`, unless the environment sets it) before its first use,
     /// so the first model loaded with `threads` decides it for the process.
@@ -54,6 +58,7 @@ impl EngineConfig {
             context_window: None,
             queue_capacity: 8,
             warmup: true,
+            warmup_system_prompt: None,
             threads: None,
             defaults: SamplingParams::default(),
         }
@@ -69,6 +74,13 @@ impl EngineConfig {
         }
         if self.queue_capacity > 4096 {
             return err("queue_capacity must be at most 4096");
+        }
+        if self
+            .warmup_system_prompt
+            .as_ref()
+            .is_some_and(|p| p.trim().is_empty() || p.len() > 65_536)
+        {
+            return err("warmup_system_prompt must be non-empty and at most 64 KiB");
         }
         if self.threads.is_some_and(|t| t == 0 || t > 1024) {
             return err("threads must be between 1 and 1024");
@@ -153,6 +165,7 @@ pub struct Engine {
     worker: JoinHandle<()>,
     load_time: Duration,
     warmup_time: Option<Duration>,
+    prefix_tokens: usize,
 }
 
 impl std::fmt::Debug for Engine {
@@ -242,10 +255,17 @@ impl Engine {
         let tokenizer = Arc::new(tokenizer);
         let prompter = Arc::new(Prompter::new(template, Arc::clone(&tokenizer)));
         let warmup_prompt = if config.warmup {
-            Some(prompter.tokens(&[
-                Message::new(medai_llm::Role::System, "You are a helpful assistant."),
-                Message::new(medai_llm::Role::User, "Hello, how are you today?"),
-            ])?)
+            Some(match &config.warmup_system_prompt {
+                // The system turn alone (the assistant's turn opened after it): the longest
+                // prefix it shares with a real prompt is what requests reuse.
+                Some(system) => {
+                    prompter.tokens(&[Message::new(medai_llm::Role::System, system.clone())])?
+                }
+                None => prompter.tokens(&[
+                    Message::new(medai_llm::Role::System, "You are a helpful assistant."),
+                    Message::new(medai_llm::Role::User, "Hello, how are you today?"),
+                ])?,
+            })
         } else {
             None
         };
@@ -278,7 +298,7 @@ impl Engine {
                     let warm = warmup_prompt.map(|prompt| {
                         let t = Instant::now();
                         let out = warm_up(&mut model, &prompt);
-                        out.map(|()| t.elapsed())
+                        out.map(|()| (t.elapsed(), model.pinned_len()))
                     });
                     let failed = matches!(warm, Some(Err(_)));
                     let _ = ready_tx.send(warm.transpose());
@@ -292,7 +312,7 @@ impl Engine {
                 }
             })
             .map_err(|e| EngineError::Inference(format!("cannot start the model thread: {e}")))?;
-        let warmup_time = match ready_rx.recv() {
+        let warm = match ready_rx.recv() {
             Ok(result) => result?,
             Err(_) => {
                 return Err(EngineError::Inference(
@@ -300,6 +320,8 @@ impl Engine {
                 ))
             }
         };
+        let warmup_time = warm.map(|(t, _)| t);
+        let prefix_tokens = warm.map_or(0, |(_, n)| n);
         let load_time = started.elapsed();
         tracing::info!(
             model = %config.id,
@@ -307,6 +329,7 @@ impl Engine {
             context_window,
             load_ms = load_time.as_millis() as u64,
             warmup_ms = warmup_time.map(|d| d.as_millis() as u64),
+            prefix_tokens,
             "embedded model loaded"
         );
         Ok(Self {
@@ -319,6 +342,7 @@ impl Engine {
             worker,
             load_time,
             warmup_time,
+            prefix_tokens,
         })
     }
 
@@ -335,6 +359,12 @@ impl Engine {
     /// How long the warm-up pass took (`None` when warm-up was off).
     pub fn warmup_time(&self) -> Option<Duration> {
         self.warmup_time
+    }
+
+    /// Tokens of the warm-up prompt whose keys and values are kept for good (0 without
+    /// warm-up): a prompt that starts with them runs only what follows.
+    pub fn prefix_tokens(&self) -> usize {
+        self.prefix_tokens
     }
 
     /// The conversation as the model's chat template renders it (the assistant's turn opened).
@@ -431,6 +461,9 @@ fn limit_candle_threads(n: usize) {
     }
 }
 
+/// Runs the warm-up prompt and two decode steps (the single-token path has its own first-call
+/// costs), then keeps the prompt's keys and values: later prompts that start the same way run
+/// only what follows.
 fn warm_up(model: &mut LoadedModel, prompt: &[u32]) -> Result<(), EngineError> {
     if prompt.is_empty() {
         return Ok(());
@@ -439,17 +472,17 @@ fn warm_up(model: &mut LoadedModel, prompt: &[u32]) -> Result<(), EngineError> {
         .len()
         .min(model.max_positions.saturating_sub(2))
         .max(1);
-    let logits = model.forward(&prompt[..n], 0)?;
-    // Two decode steps as well: the single-token path has its own first-call costs.
+    let (logits, _) = model.prefill(&prompt[..n])?;
     let next = logits
         .iter()
         .enumerate()
         .max_by(|a, b| a.1.total_cmp(b.1))
         .map_or(0, |(i, _)| u32::try_from(i).unwrap_or(0));
     if n + 2 <= model.max_positions {
-        model.forward(&[next], n)?;
-        model.forward(&[next], n + 1)?;
+        model.step(next)?;
+        model.step(next)?;
     }
+    model.pin_prefix(n)?;
     model.clear();
     Ok(())
 }

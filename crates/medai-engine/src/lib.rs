@@ -32,6 +32,7 @@ mod sample;
 mod stats;
 mod template;
 mod text;
+mod transformer;
 mod worker;
 
 pub use engine::{Engine, EngineConfig};

@@ -1,9 +1,9 @@
 //! Loading a GGUF file into one of candle's quantised model implementations, and running it.
 
 use crate::error::EngineError;
+use crate::transformer::{KvCache, Rope, Transformer, MAX_ROTARY_POSITIONS};
 use candle_core::quantized::gguf_file::{Content, Value};
-use candle_core::{DType, Device, Tensor};
-use candle_transformers::models::{quantized_llama, quantized_qwen2};
+use candle_core::Device;
 use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
@@ -27,23 +27,33 @@ impl Arch {
     }
 }
 
-enum Weights {
-    Qwen2(quantized_qwen2::ModelWeights),
-    Llama(quantized_llama::ModelWeights),
-}
-
 /// Most tokens processed in one forward pass of the prompt; longer prompts go in chunks, so the
 /// attention matrix stays small.
 const PREFILL_CHUNK: usize = 512;
 
+/// The tokens whose keys and values a cache holds, with the cache.
+struct Cached {
+    tokens: Vec<u32>,
+    cache: KvCache,
+}
+
+/// Length of the common prefix of two token sequences.
+fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
 /// A loaded model and what its metadata says about it.
 pub(crate) struct LoadedModel {
-    weights: Weights,
-    device: Device,
+    transformer: Transformer,
+    /// The sequence run last (prompt and generated tokens), kept so that the next prompt that
+    /// starts the same way (the same conversation, one turn later) goes on from it.
+    live: Cached,
+    /// The warmed-up prefix (the system prompt most requests start with), kept for good.
+    pinned: Option<Cached>,
     /// The family.
     pub arch: Arch,
-    /// Positions the implementation can run (the GGUF context length; at most 4096 for Llama,
-    /// whose rotary table candle builds that long).
+    /// Positions the implementation can run (the GGUF context length, at most
+    /// [`MAX_ROTARY_POSITIONS`]).
     pub max_positions: usize,
     /// `general.name`, if given.
     pub name: Option<String>,
@@ -128,12 +138,8 @@ impl LoadedModel {
             }
         };
         let context_length = meta_u32(&content, &format!("{arch_name}.context_length"))
-            .map(|c| c as usize)
-            .unwrap_or(quantized_llama::MAX_SEQ_LEN);
-        let max_positions = match arch {
-            Arch::Qwen2 => context_length,
-            Arch::Llama => context_length.min(quantized_llama::MAX_SEQ_LEN),
-        };
+            .map_or(MAX_ROTARY_POSITIONS, |c| c as usize);
+        let max_positions = context_length.min(MAX_ROTARY_POSITIONS);
         if max_positions == 0 {
             return Err(gguf_err(path, format!("{arch_name}.context_length is 0")));
         }
@@ -148,19 +154,27 @@ impl LoadedModel {
                 }
             }
         }
-        let weights = match arch {
-            Arch::Qwen2 => Weights::Qwen2(
-                quantized_qwen2::ModelWeights::from_gguf(content, &mut reader, device)
-                    .map_err(|e| gguf_err(path, e.to_string()))?,
-            ),
-            Arch::Llama => Weights::Llama(
-                quantized_llama::ModelWeights::from_gguf(content, &mut reader, device)
-                    .map_err(|e| gguf_err(path, e.to_string()))?,
-            ),
+        let rope = match arch {
+            Arch::Qwen2 => Rope::Halves,
+            Arch::Llama => Rope::Interleaved,
         };
+        let transformer = Transformer::from_gguf(
+            &content,
+            &mut reader,
+            &arch_name,
+            rope,
+            max_positions,
+            device,
+        )
+        .map_err(|e| gguf_err(path, e.to_string()))?;
+        tracing::debug!(model = %transformer.describe(), "model built");
         Ok(Self {
-            weights,
-            device: device.clone(),
+            transformer,
+            live: Cached {
+                tokens: Vec::new(),
+                cache: KvCache::default(),
+            },
+            pinned: None,
             arch,
             max_positions,
             name,
@@ -170,44 +184,102 @@ impl LoadedModel {
         })
     }
 
-    fn forward_once(&mut self, tokens: &[u32], pos: usize) -> candle_core::Result<Tensor> {
-        let input = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
-        match &mut self.weights {
-            Weights::Qwen2(m) => m.forward(&input, pos),
-            Weights::Llama(m) => m.forward(&input, pos),
-        }
+    fn inference(e: candle_core::Error) -> EngineError {
+        EngineError::Inference(e.to_string())
     }
 
-    /// Runs `tokens` at positions `pos..` (position 0 starts a new sequence and drops the KV
-    /// cache) and returns the logits for the token after the last one.
-    pub fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>, EngineError> {
-        let run = |this: &mut Self| -> candle_core::Result<Vec<f32>> {
-            let mut logits = None;
-            let mut at = pos;
-            for chunk in tokens.chunks(PREFILL_CHUNK) {
-                logits = Some(this.forward_once(chunk, at)?);
-                at += chunk.len();
-            }
-            match logits {
-                Some(l) => l.squeeze(0)?.to_dtype(DType::F32)?.to_vec1::<f32>(),
-                None => candle_core::bail!("no tokens to run"),
-            }
-        };
-        if pos + tokens.len() > self.max_positions {
+    fn check_positions(&self, end: usize) -> Result<(), EngineError> {
+        if end > self.max_positions {
             return Err(EngineError::Inference(format!(
-                "position {} is past the model's {} positions",
-                pos + tokens.len(),
+                "position {end} is past the model's {} positions",
                 self.max_positions
             )));
         }
-        run(self).map_err(|e| EngineError::Inference(e.to_string()))
+        Ok(())
     }
 
-    /// Frees the KV cache.
-    pub fn clear(&mut self) {
-        match &mut self.weights {
-            Weights::Qwen2(m) => m.clear_kv_cache(),
-            Weights::Llama(m) => m.clear_kv_cache(),
+    /// Runs a new prompt and returns the logits for the token after it, with how many of its
+    /// tokens were already in a cache (the longest prefix shared with the sequence run last or
+    /// with the pinned prefix; at least the last token is always run, for its logits).
+    pub fn prefill(&mut self, prompt: &[u32]) -> Result<(Vec<f32>, usize), EngineError> {
+        if prompt.is_empty() {
+            return Err(EngineError::Inference("no tokens to run".into()));
         }
+        self.check_positions(prompt.len())?;
+        let limit = prompt.len() - 1;
+        let from_live = common_prefix(&self.live.tokens, prompt).min(limit);
+        let from_pinned = self
+            .pinned
+            .as_ref()
+            .map_or(0, |p| common_prefix(&p.tokens, prompt).min(limit));
+        let (reused, base) = match &self.pinned {
+            Some(p) if from_pinned > from_live => (from_pinned, &p.cache),
+            _ => (from_live, &self.live.cache),
+        };
+        let cache = base.truncated(reused).map_err(Self::inference)?;
+        self.live = Cached {
+            tokens: prompt[..reused].to_vec(),
+            cache,
+        };
+        let mut logits = None;
+        for chunk in prompt[reused..].chunks(PREFILL_CHUNK) {
+            match self.transformer.forward(chunk, &mut self.live.cache) {
+                Ok(l) => {
+                    self.live.tokens.extend_from_slice(chunk);
+                    logits = Some(l);
+                }
+                Err(e) => {
+                    self.clear();
+                    return Err(Self::inference(e));
+                }
+            }
+        }
+        let logits = logits.ok_or_else(|| EngineError::Inference("no tokens to run".into()))?;
+        let logits = logits.to_vec1::<f32>().map_err(Self::inference)?;
+        Ok((logits, reused))
+    }
+
+    /// Runs one more token of the current sequence and returns the logits for the next.
+    pub fn step(&mut self, token: u32) -> Result<Vec<f32>, EngineError> {
+        self.check_positions(self.live.tokens.len() + 1)?;
+        let out = self
+            .transformer
+            .forward(&[token], &mut self.live.cache)
+            .and_then(|l| l.to_vec1::<f32>());
+        match out {
+            Ok(l) => {
+                self.live.tokens.push(token);
+                Ok(l)
+            }
+            Err(e) => {
+                self.clear();
+                Err(Self::inference(e))
+            }
+        }
+    }
+
+    /// Keeps the first `len` tokens of the current sequence's cache for good, so that any later
+    /// prompt that starts with them does not run them again.
+    pub fn pin_prefix(&mut self, len: usize) -> Result<(), EngineError> {
+        let len = len.min(self.live.tokens.len());
+        let cache = self.live.cache.truncated(len).map_err(Self::inference)?;
+        self.pinned = (len > 0).then(|| Cached {
+            tokens: self.live.tokens[..len].to_vec(),
+            cache,
+        });
+        Ok(())
+    }
+
+    /// Tokens of the pinned prefix.
+    pub fn pinned_len(&self) -> usize {
+        self.pinned.as_ref().map_or(0, |p| p.cache.len())
+    }
+
+    /// Drops the current sequence's cache (the pinned prefix stays).
+    pub fn clear(&mut self) {
+        self.live = Cached {
+            tokens: Vec::new(),
+            cache: KvCache::default(),
+        };
     }
 }

@@ -80,6 +80,7 @@ pub(crate) struct Counters {
     pub failed: AtomicU64,
     pub rejected: AtomicU64,
     pub prompt_tokens: AtomicU64,
+    pub cached_prompt_tokens: AtomicU64,
     pub generated_tokens: AtomicU64,
     pub prefill_micros: AtomicU64,
     pub decode_micros: AtomicU64,
@@ -98,6 +99,7 @@ impl Counters {
             failed: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             prompt_tokens: AtomicU64::new(0),
+            cached_prompt_tokens: AtomicU64::new(0),
             generated_tokens: AtomicU64::new(0),
             prefill_micros: AtomicU64::new(0),
             decode_micros: AtomicU64::new(0),
@@ -126,6 +128,7 @@ impl Counters {
             requests_failed: load(&self.failed),
             requests_rejected: load(&self.rejected),
             prompt_tokens: load(&self.prompt_tokens),
+            cached_prompt_tokens: load(&self.cached_prompt_tokens),
             generated_tokens: load(&self.generated_tokens),
             prefill_seconds: load(&self.prefill_micros) as f64 / 1e6,
             decode_seconds: load(&self.decode_micros) as f64 / 1e6,
@@ -157,8 +160,11 @@ pub struct EngineStats {
     pub requests_failed: u64,
     /// Requests refused because the queue was full.
     pub requests_rejected: u64,
-    /// Prompt tokens processed.
+    /// Prompt tokens run through the model (those found in the cache are not counted here).
     pub prompt_tokens: u64,
+    /// Prompt tokens whose keys and values were already cached (a shared prefix: the warmed-up
+    /// system prompt, or the same conversation one turn earlier), so were not run again.
+    pub cached_prompt_tokens: u64,
     /// Tokens generated.
     pub generated_tokens: u64,
     /// Time spent processing prompts (prompt tokens / this = prompt tokens per second).

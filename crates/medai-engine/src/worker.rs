@@ -52,8 +52,9 @@ pub(crate) fn run(mut model: LoadedModel, ctx: WorkerContext, jobs: Receiver<Job
         }
         ctx.counters.running.fetch_add(1, Ordering::Relaxed);
         ctx.counters.started.fetch_add(1, Ordering::Relaxed);
+        // The model keeps the sequence's keys and values: the next prompt that starts the same
+        // way (the same conversation one turn later) runs only what is new.
         let result = generate(&mut model, &ctx, &job);
-        model.clear();
         ctx.counters.running.fetch_sub(1, Ordering::Relaxed);
         match result {
             Ok(Outcome::Finished) => {
@@ -75,12 +76,15 @@ pub(crate) fn run(mut model: LoadedModel, ctx: WorkerContext, jobs: Receiver<Job
 fn generate(model: &mut LoadedModel, ctx: &WorkerContext, job: &Job) -> Result<Outcome, LlmError> {
     let inference = |e: crate::error::EngineError| LlmError::Protocol(e.to_string());
     let started = Instant::now();
-    let mut logits = model.forward(&job.prompt, 0).map_err(inference)?;
+    let (mut logits, reused) = model.prefill(&job.prompt).map_err(inference)?;
     let prefill = started.elapsed();
     Counters::add_micros(&ctx.counters.prefill_micros, prefill);
     ctx.counters
         .prompt_tokens
-        .fetch_add(job.prompt.len() as u64, Ordering::Relaxed);
+        .fetch_add((job.prompt.len() - reused) as u64, Ordering::Relaxed);
+    ctx.counters
+        .cached_prompt_tokens
+        .fetch_add(reused as u64, Ordering::Relaxed);
 
     let mut sampler = Sampler::new(job.seed, job.temperature, job.top_p, ctx.vocab_size);
     let mut detok = Detokenizer::new();
@@ -88,7 +92,6 @@ fn generate(model: &mut LoadedModel, ctx: &WorkerContext, job: &Job) -> Result<O
     let mut generated = 0usize;
     let mut first_token_at: Option<Duration> = None;
     let mut last_token = Instant::now();
-    let mut pos = job.prompt.len();
     let send = |text: String| -> bool {
         text.is_empty()
             || job
@@ -141,8 +144,7 @@ fn generate(model: &mut LoadedModel, ctx: &WorkerContext, job: &Job) -> Result<O
         if generated >= job.max_tokens {
             break "length";
         }
-        logits = model.forward(&[token], pos).map_err(inference)?;
-        pos += 1;
+        logits = model.step(token).map_err(inference)?;
     };
     // Text held back as a possible stop string that never completed.
     let rest = stops.finish();

@@ -105,7 +105,13 @@ async fn both_families_load_stream_and_report_usage() {
         assert_eq!(stats.requests_completed, 1);
         assert_eq!(stats.running, 0);
         assert_eq!(stats.queue_depth, 0);
-        assert_eq!(stats.prompt_tokens, prompt_len as u64);
+        // Part of the prompt (the template's opening of the system turn) was in the warm-up's
+        // kept prefix and was not run again.
+        assert_eq!(
+            stats.prompt_tokens + stats.cached_prompt_tokens,
+            prompt_len as u64
+        );
+        assert!(stats.cached_prompt_tokens >= 1, "{arch:?}: nothing reused");
         assert_eq!(stats.generated_tokens, u64::from(usage.completion_tokens));
         assert_eq!(stats.time_to_first_token.count, 1);
         assert_eq!(
@@ -198,6 +204,107 @@ async fn the_same_seed_gives_the_same_answer() {
     let (g1, _) = answer(&engine, &request("Why?", greedy.clone())).await;
     let (g2, _) = answer(&engine, &request("Why?", greedy)).await;
     assert_eq!(g1, g2);
+}
+
+fn greedy(max_tokens: u32) -> SamplingParams {
+    SamplingParams {
+        temperature: Some(0.0),
+        max_tokens: Some(max_tokens),
+        ..SamplingParams::default()
+    }
+}
+
+/// The system prompt warmed up at load, and the conversation run last, are not run again: a
+/// request that starts with them runs only what follows, and answers exactly as an engine that
+/// keeps nothing.
+#[tokio::test]
+async fn a_shared_prefix_is_not_run_again_and_changes_no_answer() {
+    const SYSTEM: &str =
+        "You are a careful clinical assistant. Answer briefly and state your basis. \
+        Patient context:\n";
+    for arch in [Arch::Qwen2, Arch::Llama] {
+        let dir = tempfile::tempdir().unwrap();
+        let warm = load(&dir.path().join("warm"), arch, |c| {
+            c.warmup_system_prompt = Some(SYSTEM.into());
+        });
+        let cold = load(&dir.path().join("cold"), arch, |c| c.warmup = false);
+        assert_eq!(cold.prefix_tokens(), 0);
+        let system_only = warm
+            .prompt_tokens(&[Message::new(Role::System, SYSTEM)])
+            .unwrap();
+        assert_eq!(warm.prefix_tokens(), system_only.len(), "{arch:?}");
+
+        let mut messages = vec![
+            Message::new(
+                Role::System,
+                format!("{SYSTEM}Age 67. Chest pain since 06:00."),
+            ),
+            Message::new(Role::User, "What should be ruled out first?"),
+        ];
+        let first = ChatRequest {
+            messages: messages.clone(),
+            params: greedy(10),
+        };
+        let first_len = warm.prompt_tokens(&first.messages).unwrap().len();
+        let shared = system_only
+            .iter()
+            .zip(warm.prompt_tokens(&first.messages).unwrap())
+            .take_while(|(a, b)| **a == *b)
+            .count();
+        assert!(
+            shared > 10,
+            "{arch:?}: the system prompt shares only {shared} tokens"
+        );
+        let (text, done) = answer(&warm, &first).await;
+        let (expected, _) = answer(&cold, &first).await;
+        assert_eq!(
+            text, expected,
+            "{arch:?}: the kept prefix changed the answer"
+        );
+        assert_eq!(done.usage.unwrap().prompt_tokens as usize, first_len);
+        let s = warm.stats();
+        assert_eq!(s.cached_prompt_tokens as usize, shared, "{arch:?}");
+        assert_eq!(s.prompt_tokens as usize, first_len - shared);
+        assert_eq!(cold.stats().cached_prompt_tokens, 0);
+
+        // The next turn of the same conversation runs only the new turn.
+        messages.push(Message::new(Role::Assistant, text));
+        messages.push(Message::new(Role::User, "And then?"));
+        let second = ChatRequest {
+            messages,
+            params: greedy(10),
+        };
+        let second_len = warm.prompt_tokens(&second.messages).unwrap().len();
+        let (text, _) = answer(&warm, &second).await;
+        let (expected, _) = answer(&cold, &second).await;
+        assert_eq!(
+            text, expected,
+            "{arch:?}: the kept conversation changed the answer"
+        );
+        let reused = warm.stats().cached_prompt_tokens - s.cached_prompt_tokens;
+        assert!(
+            reused as usize >= first_len,
+            "{arch:?}: the second turn reused {reused} of the first turn's {first_len} tokens"
+        );
+        assert!((reused as usize) < second_len);
+
+        // Another conversation starts again from the kept system prompt, not from the last one.
+        let other = ChatRequest {
+            messages: vec![
+                Message::new(Role::System, format!("{SYSTEM}Age 4 months. Fever.")),
+                Message::new(Role::User, "Next step?"),
+            ],
+            params: greedy(10),
+        };
+        let before = warm.stats().cached_prompt_tokens;
+        let (text, _) = answer(&warm, &other).await;
+        let (expected, _) = answer(&cold, &other).await;
+        assert_eq!(
+            text, expected,
+            "{arch:?}: another conversation's answer changed"
+        );
+        assert!(warm.stats().cached_prompt_tokens - before >= shared as u64 - 1);
+    }
 }
 
 #[tokio::test]

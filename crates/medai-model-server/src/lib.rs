@@ -53,6 +53,8 @@ pub struct LoadStats {
     pub running: usize,
     /// Requests generated at once at most.
     pub max_running: usize,
+    /// Prompt tokens found in the model's kept prefix and not run again, since load.
+    pub cached_prompt_tokens: u64,
 }
 
 /// A source of [`LoadStats`]; any `Fn() -> LoadStats` is one.
@@ -133,6 +135,8 @@ impl ServerState {
             self.metrics.queue_capacity.set(g(s.queue_capacity));
             self.metrics.running.set(g(s.running));
             self.metrics.max_running.set(g(s.max_running));
+            self.metrics
+                .set_cached_prompt_tokens(s.cached_prompt_tokens);
         }
         self.metrics.encode()
     }

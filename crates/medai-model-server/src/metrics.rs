@@ -84,6 +84,9 @@ pub struct ServerMetrics {
     pub max_running: Gauge,
     /// 1 once the model is loaded, 0 before (or after a failed load).
     pub model_loaded: Gauge,
+    /// The engine's cached-prompt-token count at the last scrape (the counter grows by the
+    /// difference).
+    cached_seen: std::sync::atomic::AtomicU64,
 }
 
 fn histogram(bounds: &'static [f64]) -> Histogram {
@@ -181,7 +184,7 @@ impl ServerMetrics {
                 outcome: o.as_str().into(),
             });
         }
-        for k in ["prompt", "completion"] {
+        for k in ["prompt", "completion", "prompt_cached"] {
             let _ = tokens.get_or_create(&KindLabels { kind: k.into() });
         }
         Self {
@@ -197,6 +200,22 @@ impl ServerMetrics {
             running,
             max_running,
             model_loaded,
+            cached_seen: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Brings `tokens_total{kind="prompt_cached"}` up to the engine's own count (read at scrape
+    /// time; the engine's counter only grows).
+    pub fn set_cached_prompt_tokens(&self, total: u64) {
+        let before = self
+            .cached_seen
+            .fetch_max(total, std::sync::atomic::Ordering::Relaxed);
+        if total > before {
+            self.tokens
+                .get_or_create(&KindLabels {
+                    kind: "prompt_cached".into(),
+                })
+                .inc_by(total - before);
         }
     }
 

@@ -130,6 +130,7 @@ fn stats_of(engine: &Arc<Engine>) -> Arc<dyn medai_model_server::StatsSource> {
             queue_capacity: s.queue_capacity,
             running: s.running,
             max_running: s.max_running,
+            cached_prompt_tokens: s.cached_prompt_tokens,
         }
     })
 }
@@ -438,6 +439,15 @@ async fn serves_the_embedded_engine_over_the_openai_protocol() {
     assert!(metric(&m, "medai_model_server_inter_token_latency_seconds_count").unwrap() >= 1.0);
     assert!(metric(&m, "medai_model_server_tokens_per_second_count").unwrap() >= 1.0);
     assert!(metric(&m, "medai_model_server_tokens_total{kind=\"completion\"}").unwrap() >= 3.0);
+    // Every ChatML prompt opens like the warm-up prompt did: at least that was not run again.
+    assert!(
+        metric(
+            &m,
+            "medai_model_server_tokens_total{kind=\"prompt_cached\"}"
+        )
+        .unwrap()
+            >= 1.0
+    );
     catalogue_matches(&m);
 }
 

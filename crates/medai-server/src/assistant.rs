@@ -22,6 +22,12 @@ you are unsure or when the context does not contain what is needed. Never issue 
 prescriptions: offer considerations for the clinician, who decides. Identifiers in the context \
 are placeholders; use them exactly as written.";
 
+/// How every system message the assistant sends begins (the patient context follows). The
+/// embedded engine computes this prefix at load and keeps it, so requests run only what follows.
+pub fn system_prompt_prefix() -> String {
+    format!("{SYSTEM_PROMPT}\n\nPatient context:\n")
+}
+
 /// The assistant's shared parts.
 pub struct Assistant {
     /// The configured models; `None` when `[llm]` is not set (answers are then 503).
@@ -113,6 +119,7 @@ impl ProviderFactory for EngineFactory {
             context_window: (model.context_window > 0).then_some(model.context_window),
             queue_capacity: embedded.queue_capacity,
             warmup: embedded.warmup,
+            warmup_system_prompt: Some(system_prompt_prefix()),
             threads: embedded.threads,
             defaults: model.params.clone(),
         };

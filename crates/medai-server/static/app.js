@@ -63,6 +63,26 @@
     answerText.id = "live-answer-text";
     out.appendChild(answerText);
     status.textContent = "The assistant is answering…";
+    // The question, accepted, joins the conversation above the answer that streams in (the
+    // reload at the end shows the stored one in its place).
+    function showQuestion(q) {
+      var list = document.querySelector("ol.messages");
+      if (!list) { return; }
+      var none = document.getElementById("no-questions");
+      if (none) { none.hidden = true; }
+      var li = document.createElement("li");
+      li.className = "message question";
+      li.id = "live-question";
+      var meta = document.createElement("p");
+      meta.className = "meta";
+      meta.textContent = "Question · just now";
+      var p = document.createElement("p");
+      p.className = "text";
+      p.textContent = q;
+      li.appendChild(meta);
+      li.appendChild(p);
+      list.appendChild(li);
+    }
     function fail(message) {
       status.textContent = message;
       status.setAttribute("role", "alert");
@@ -110,6 +130,7 @@
         }, function () { fail("The assistant could not answer."); });
       }
       if (field) { field.value = ""; }
+      showQuestion(text);
       var reader = resp.body.getReader();
       var decoder = new TextDecoder();
       var buf = "";

@@ -70,6 +70,7 @@ pub async fn run(
                         queue_capacity: s.queue_capacity,
                         running: s.running,
                         max_running: s.max_running,
+                        cached_prompt_tokens: s.cached_prompt_tokens,
                     }
                 };
                 loader_state.set_loaded(engine, Arc::new(stats));
@@ -98,11 +99,13 @@ async fn load(cfg: &Config, args: &ServeArgs, model_id: &str) -> anyhow::Result<
         Some(id) => model_ops::registered(cfg, id).await?,
         None => model_ops::ensure_default(cfg, args.offline).await?,
     };
-    let config = EngineConfig::new(
+    let mut config = EngineConfig::new(
         record.id.clone(),
         record.weights.path.clone(),
         record.tokenizer.path.clone(),
     );
+    // medai's assistant is this server's main client: its system prompt is warmed up and kept.
+    config.warmup_system_prompt = Some(medai_server::assistant::system_prompt_prefix());
     let started = std::time::Instant::now();
     let engine = tokio::task::spawn_blocking(move || Engine::load(config))
         .await

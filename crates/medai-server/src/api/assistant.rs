@@ -976,7 +976,7 @@ pub async fn ask(
         )
         .await?;
     }
-    let mut system = format!("{}\n\nPatient context:\n", crate::assistant::SYSTEM_PROMPT);
+    let mut system = crate::assistant::system_prompt_prefix();
     system.push_str(&context_out);
     let mut messages = vec![ChatMessage::new(ChatRole::System, system)];
     for (kind, text) in history_out {

@@ -150,6 +150,23 @@ pub struct Nav {
     pub current: &'static str,
 }
 
+impl Nav {
+    /// The idle timeout in words: "15 minutes", "1 minute", "90 seconds".
+    pub fn idle_phrase(&self) -> String {
+        duration_phrase(self.idle_secs)
+    }
+}
+
+/// Seconds in words, in whole minutes where they divide evenly.
+pub fn duration_phrase(secs: u64) -> String {
+    match secs {
+        60 => "1 minute".to_string(),
+        s if s % 60 == 0 => format!("{} minutes", s / 60),
+        1 => "1 second".to_string(),
+        s => format!("{s} seconds"),
+    }
+}
+
 /// The signed-in user of a page request: a full session (never a bearer token). Without one, a
 /// GET is sent to the login page with a `next` back to it; other methods get the login page.
 pub struct WebUser {
@@ -525,5 +542,18 @@ mod tests {
     fn messages_become_sentences() {
         assert_eq!(sentence("patient not found"), "Patient not found.");
         assert_eq!(sentence("Done."), "Done.");
+    }
+}
+
+#[cfg(test)]
+mod phrase_tests {
+    use super::duration_phrase;
+
+    #[test]
+    fn durations_read_as_words() {
+        assert_eq!(duration_phrase(900), "15 minutes");
+        assert_eq!(duration_phrase(60), "1 minute");
+        assert_eq!(duration_phrase(61), "61 seconds");
+        assert_eq!(duration_phrase(1), "1 second");
     }
 }

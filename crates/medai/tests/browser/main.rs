@@ -410,11 +410,10 @@ async fn flows(driver_path: &std::ffi::OsStr) {
     })
     .await;
     let conversation = clin.path().await;
-    clin.fill(
-        "Your question about this patient",
-        "Substernal chest pain for 40 minutes, diaphoretic; troponin flat at six hours. Next steps?",
-    )
-    .await;
+    const QUESTION: &str =
+        "Substernal chest pain for 40 minutes, diaphoretic; troponin flat at six hours. Next steps?";
+    clin.fill("Your question about this patient", QUESTION)
+        .await;
     clin.click_button("Ask the assistant").await;
     let full = upstream::full_answer();
     // Poll the live answer as fast as WebDriver allows (one script call reads the answer, the
@@ -425,7 +424,10 @@ async fn flows(driver_path: &std::ffi::OsStr) {
         const live = document.getElementById('live-answer');\
         const meta = live ? live.querySelector('.meta') : null;\
         const esc = document.getElementById('live-escalation');\
-        return [t ? t.textContent : null, meta ? meta.textContent : '', esc ? esc.textContent : ''];";
+        const q = document.querySelector('#live-question .text');\
+        const none = document.getElementById('no-questions');\
+        return [t ? t.textContent : null, meta ? meta.textContent : '', esc ? esc.textContent : '',\
+          q ? q.textContent : null, none ? !none.hidden : false];";
     let model_line = format!("Model browser-model, version {}", upstream::UPSTREAM_MODEL);
     let mut partial: Option<String> = None;
     let mut escalation = String::new();
@@ -448,6 +450,17 @@ async fn flows(driver_path: &std::ffi::OsStr) {
                 assert!(!whole, "the answer shrank after it was complete: {t:?}");
                 assert!(full.starts_with(t), "streamed text {t:?} is not a prefix");
                 if partial.is_none() {
+                    // The question shows above the answer while it streams.
+                    assert_eq!(
+                        v[3].as_str(),
+                        Some(QUESTION),
+                        "the question while streaming"
+                    );
+                    assert_eq!(
+                        v[4].as_bool(),
+                        Some(false),
+                        "'No questions yet' while streaming"
+                    );
                     clin.shot("chat-streaming").await;
                     partial = Some(t.to_owned());
                 }
