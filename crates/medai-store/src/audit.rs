@@ -35,7 +35,7 @@ pub async fn append(conn: &mut AnyConnection, e: &AuditEvent) -> Result<i64, Sto
 }
 
 /// Rows per multi-row insert: 11 parameters each, well under both backends' limits.
-const BATCH_ROWS: usize = 500;
+pub(crate) const BATCH_ROWS: usize = 500;
 
 /// Appends many events with one statement per 500 (the group commit of
 /// [`crate::audit_log::Appender`]); their relative order in the log is not guaranteed.
