@@ -120,7 +120,7 @@ struct PatientPage {
 struct BreakGlassPage {
     nav: Nav,
     id: String,
-    minutes: u64,
+    duration: String,
     min_chars: usize,
     reason: String,
     error: Option<String>,
@@ -139,7 +139,9 @@ fn break_glass_page(
         &BreakGlassPage {
             nav: u.nav(st, "patients"),
             id: id.to_owned(),
-            minutes: st.config.auth.break_glass_duration.as_secs() / 60,
+            duration: crate::web::page::duration_phrase(
+                st.config.auth.break_glass_duration.as_secs(),
+            ),
             min_chars: st.config.auth.break_glass_min_reason_chars,
             reason,
             error,
@@ -217,8 +219,12 @@ pub async fn patient(
         break_glass::active(&mut conn, &u.p.user.id, &id, now)
             .await?
             .map(|g| {
-                let mins = (g.expires_at - now + 59) / 60;
-                format!("{mins} minutes (until {})", when(g.expires_at))
+                let mins = u64::try_from((g.expires_at - now + 59) / 60).unwrap_or(0);
+                format!(
+                    "{} (until {})",
+                    crate::web::page::duration_phrase(mins * 60),
+                    when(g.expires_at)
+                )
             })
     } else {
         None
