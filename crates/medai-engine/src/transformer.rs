@@ -478,6 +478,10 @@ mod tests {
         (ours, reference, dir)
     }
 
+    fn logits(t: &Transformer, tokens: &[u32], cache: &mut KvCache) -> Vec<f32> {
+        t.forward(tokens, cache).unwrap().to_vec1::<f32>().unwrap()
+    }
+
     const PROMPT: [u32; 19] = [
         5, 17, 42, 9, 88, 3, 61, 23, 7, 100, 54, 2, 31, 77, 12, 64, 90, 8, 40,
     ];
@@ -490,21 +494,13 @@ mod tests {
         for arch in [Arch::Qwen2, Arch::Llama] {
             let (ours, mut reference, _dir) = load(arch);
             let mut cache = KvCache::default();
-            let a = ours
-                .forward(&PROMPT, &mut cache)
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap();
+            let a = logits(&ours, &PROMPT, &mut cache);
             let b = reference.forward(&PROMPT, 0);
             assert!(spread(&b) > 1e-3, "{arch:?}: the reference logits are flat");
             assert!(close(&a, &b) < 1e-4, "{arch:?} prompt: {}", close(&a, &b));
             let mut pos = PROMPT.len();
             for token in [11u32, 99, 4] {
-                let a = ours
-                    .forward(&[token], &mut cache)
-                    .unwrap()
-                    .to_vec1::<f32>()
-                    .unwrap();
+                let a = logits(&ours, &[token], &mut cache);
                 let b = reference.forward(&[token], pos);
                 assert!(
                     close(&a, &b) < 1e-4,
@@ -524,37 +520,21 @@ mod tests {
         for arch in [Arch::Qwen2, Arch::Llama] {
             let (ours, _, _dir) = load(arch);
             let mut whole = KvCache::default();
-            let full = ours
-                .forward(&PROMPT, &mut whole)
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap();
+            let full = logits(&ours, &PROMPT, &mut whole);
 
             let mut chunked = KvCache::default();
             ours.forward(&PROMPT[..8], &mut chunked).unwrap();
-            let c = ours
-                .forward(&PROMPT[8..], &mut chunked)
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap();
+            let c = logits(&ours, &PROMPT[8..], &mut chunked);
             assert!(close(&full, &c) < 1e-4, "{arch:?} chunked");
 
             // A different sequence shares the first 8 tokens; cut the cache back and go on.
             let mut other = PROMPT;
             other[8] = 150;
             let mut fresh = KvCache::default();
-            let expected = ours
-                .forward(&other, &mut fresh)
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap();
+            let expected = logits(&ours, &other, &mut fresh);
             let mut reused = whole.truncated(8).unwrap();
             assert_eq!(reused.len(), 8);
-            let got = ours
-                .forward(&other[8..], &mut reused)
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap();
+            let got = logits(&ours, &other[8..], &mut reused);
             assert!(
                 close(&expected, &got) < 1e-4,
                 "{arch:?} reused: {}",
@@ -566,18 +546,10 @@ mod tests {
             );
             // The snapshot it was cut from is untouched.
             assert_eq!(whole.len(), PROMPT.len());
-            let again = ours
-                .forward(&[3], &mut whole.clone())
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap();
+            let again = logits(&ours, &[3], &mut whole.clone());
             let mut replay = KvCache::default();
             ours.forward(&PROMPT, &mut replay).unwrap();
-            let expected = ours
-                .forward(&[3], &mut replay)
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap();
+            let expected = logits(&ours, &[3], &mut replay);
             assert!(close(&again, &expected) < 1e-4, "{arch:?} snapshot changed");
         }
     }
