@@ -4,7 +4,9 @@
 //!
 //! - [`Engine::load`] reads the GGUF file and the `tokenizer.json`, renders the model's own chat
 //!   template (from the GGUF metadata `tokenizer.chat_template`, with the functions Hugging Face
-//!   templates use), and runs a short warm-up forward pass so the first request is fast.
+//!   templates use), and runs a warm-up forward pass over the configured system prompt, whose
+//!   keys and values it keeps: a request that starts with them runs only what follows (as does
+//!   the next turn of the conversation run last).
 //! - Inference runs on one dedicated thread per model, never on the async executor. Requests wait
 //!   in a bounded queue (one generation at a time per model); a full queue is refused at once with
 //!   [`LlmError::QueueFull`].

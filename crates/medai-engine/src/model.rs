@@ -1,4 +1,5 @@
-//! Loading a GGUF file into one of candle's quantised model implementations, and running it.
+//! Loading a GGUF file into the engine's transformer, and running prompts on it with the kept
+//! KV caches (the warmed-up prefix and the sequence run last).
 
 use crate::error::EngineError;
 use crate::transformer::{KvCache, Rope, Transformer, MAX_ROTARY_POSITIONS};
