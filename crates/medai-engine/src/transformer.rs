@@ -5,7 +5,7 @@
 //! dropped whole. The engine needs to keep the cache of a prompt's prefix and go on from it
 //! (the system prompt that every request starts with, or the conversation so far), which is what
 //! makes a first token fast on a CPU. This module is the same computation (tested against
-//! candle's implementations, logit for logit, in `tests/engine.rs`) with a cache that can be cut
+//! candle's implementations, logit for logit, in this module's tests) with a cache that can be cut
 //! back to any length and snapshotted.
 
 use candle_core::quantized::gguf_file::Content;

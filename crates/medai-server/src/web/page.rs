@@ -543,17 +543,12 @@ mod tests {
         assert_eq!(sentence("patient not found"), "Patient not found.");
         assert_eq!(sentence("Done."), "Done.");
     }
-}
-
-#[cfg(test)]
-mod phrase_tests {
-    use super::duration_phrase;
 
     #[test]
     fn durations_read_as_words() {
-        assert_eq!(duration_phrase(900), "15 minutes");
-        assert_eq!(duration_phrase(60), "1 minute");
-        assert_eq!(duration_phrase(61), "61 seconds");
-        assert_eq!(duration_phrase(1), "1 second");
+        assert_eq!(super::duration_phrase(900), "15 minutes");
+        assert_eq!(super::duration_phrase(60), "1 minute");
+        assert_eq!(super::duration_phrase(61), "61 seconds");
+        assert_eq!(super::duration_phrase(1), "1 second");
     }
 }
