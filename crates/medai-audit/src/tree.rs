@@ -68,7 +68,15 @@ impl Frontier {
     /// `stored_hash_index(0, n)`, where `n` is the leaf's index: the leaf hash, then the root of
     /// every subtree it completes.
     pub fn push(&mut self, leaf: Hash) -> Vec<Hash> {
-        let mut stored = vec![leaf];
+        let mut stored = Vec::with_capacity(2);
+        self.push_into(leaf, &mut stored);
+        stored
+    }
+
+    /// [`Frontier::push`] writing the hashes to store into `stored` (cleared first).
+    pub fn push_into(&mut self, leaf: Hash, stored: &mut Vec<Hash>) {
+        stored.clear();
+        stored.push(leaf);
         let mut cur = (0u8, leaf);
         while let Some(&(level, left)) = self.nodes.last() {
             if level != cur.0 {
@@ -80,7 +88,6 @@ impl Frontier {
         }
         self.nodes.push(cur);
         self.size += 1;
-        stored
     }
 
     /// Appends a leaf without returning the stored hashes (the verifier's fast path).

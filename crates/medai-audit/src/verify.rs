@@ -189,6 +189,20 @@ impl Verifier {
     /// Positions must come in increasing order; a gap is reported as missing events and
     /// verification cannot continue past it (the tree shape is lost), so this returns `false`.
     pub fn push(&mut self, index: u64, seq: i64, event: &AuditEvent, stored_leaf: &Hash) -> bool {
+        self.push_hashed(index, seq, leaf_hash(event), stored_leaf, &mut Vec::new())
+    }
+
+    /// [`Verifier::push`] for a leaf hash the caller recomputed from the stored event (see
+    /// [`crate::leaf::EventFields`]); `stored` receives the hashes the tree stores for this
+    /// leaf (the leaf, then every subtree it completes), so a caller can compare the stored tree.
+    pub fn push_hashed(
+        &mut self,
+        index: u64,
+        seq: i64,
+        leaf: Hash,
+        stored_leaf: &Hash,
+        stored: &mut Vec<Hash>,
+    ) -> bool {
         if index != self.frontier.size() {
             self.findings.push(Finding::Missing {
                 index: self.frontier.size(),
@@ -196,11 +210,10 @@ impl Verifier {
             });
             return false;
         }
-        let leaf = leaf_hash(event);
         if &leaf != stored_leaf {
             self.findings.push(Finding::LeafMismatch { index, seq });
         }
-        self.frontier.push_leaf(leaf);
+        self.frontier.push_into(leaf, stored);
         self.events += 1;
         self.compare_checkpoints();
         true
@@ -208,7 +221,12 @@ impl Verifier {
 
     /// Feeds a leaf taken from the stored tree because its event is gone (already reported).
     pub fn push_stored_leaf(&mut self, leaf: Hash) {
-        self.frontier.push_leaf(leaf);
+        self.push_stored_leaf_into(leaf, &mut Vec::new());
+    }
+
+    /// [`Verifier::push_stored_leaf`], writing the hashes the tree stores for it to `stored`.
+    pub fn push_stored_leaf_into(&mut self, leaf: Hash, stored: &mut Vec<Hash>) {
+        self.frontier.push_into(leaf, stored);
         self.compare_checkpoints();
     }
 

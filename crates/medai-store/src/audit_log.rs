@@ -8,6 +8,7 @@
 //! migrations make the database refuse it.
 
 use crate::audit::{parse_outcome, StoredEvent};
+use crate::audit_scan::{self, Bounds, EventLeaf, Scan, TreeNode};
 use crate::{DatabaseKind, Store, StoreError};
 use medai_audit::tree::{Frontier, StoredHashes};
 use medai_audit::verify::{check_notes, Finding, Report, Verifier};
@@ -346,7 +347,8 @@ pub struct VerifyFrom {
 /// Recomputes every leaf from the stored events, rebuilds the tree and compares it with every
 /// stored checkpoint and with `extra` signed notes (e.g. from the checkpoint directory), each
 /// with the name it came from. Checkpoints are checked against `keys` (the current public key,
-/// plus retired ones after a rotation). Reads in pages, so memory stays flat.
+/// plus retired ones after a rotation). Reads the log in three ordered scans (see `audit_scan`);
+/// memory holds only events met before the position that needs them.
 pub async fn verify(
     store: &Store,
     keys: &[CheckpointVerifier],
@@ -382,94 +384,240 @@ pub async fn verify(
     for f in bad {
         v.report(f);
     }
-    let page: i64 = 20_000;
-    let mut next = start;
-    'pages: while next < stored_size {
-        let rows = sqlx::query(
-            "SELECT l.idx, l.seq AS lseq, e.seq, e.at, e.actor_id, e.actor_role, e.action, \
-             e.target_user_id, e.patient_id, e.outcome, e.client_addr, e.request_id, e.detail, \
-             e.leaf_hash, l.leaf_id, h.hash AS tree_leaf FROM audit_log_entries l \
-             LEFT JOIN audit_events e ON e.seq = l.seq \
-             LEFT JOIN audit_tree_hashes h ON h.id = l.leaf_id \
-             WHERE l.idx >= $1 ORDER BY l.idx LIMIT $2",
-        )
-        .bind(to_i64(next)?)
-        .bind(page)
-        .fetch_all(&mut *conn)
-        .await?;
-        let Some(last) = rows.last() else {
+    let min_seq: Option<i64> = if start == 0 {
+        None
+    } else {
+        sqlx::query("SELECT MIN(seq) AS s FROM audit_log_entries WHERE idx >= $1")
+            .bind(to_i64(start)?)
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get("s")?
+    };
+    let bounds = Bounds {
+        start: to_i64(start)?,
+        end: to_i64(stored_size)?,
+        start_id: to_i64(tlog_tiles_index(start))?,
+        end_id: to_i64(tlog_tiles_index(stored_size))?,
+        min_seq: min_seq.unwrap_or(i64::MIN),
+    };
+    let mut scans = audit_scan::open(store, bounds)?;
+    let mut tree = TreeCheck::default();
+    // Events met before the position that needs them (committed out of sequence order).
+    let mut held: HashMap<i64, EventLeaf> = HashMap::new();
+    let mut complete = true;
+    while let Some(en) = scans.entries.next().await? {
+        let idx = en.idx.max(0) as u64;
+        if idx != v.next_index() {
+            // A gap in the positions: the tree's shape is lost past it.
+            v.report(Finding::Missing {
+                index: v.next_index(),
+                next_present: idx,
+            });
+            complete = false;
             break;
+        }
+        let first_id = tlog_tiles_index(idx);
+        // The leaf_id column is a function of idx; a changed one is a changed tree.
+        if en.leaf_id as u64 != first_id {
+            tree.differs(&mut v, idx);
+        }
+        let tree_leaf = tree.leaf(&mut scans.tree, first_id, &mut v, idx).await?;
+        let Some(ev) = take_event(&mut scans.events, &mut held, en.seq).await? else {
+            // The tree still has the leaf: report the deleted event and carry on with it.
+            v.report(Finding::Missing {
+                index: idx,
+                next_present: idx + 1,
+            });
+            match tree_leaf {
+                Some(h) if idx == v.next_index() => {
+                    v.push_stored_leaf_into(h, &mut tree.stored);
+                    tree.rest(&mut scans.tree, (first_id, tree_leaf), &mut v, idx)
+                        .await?;
+                    continue;
+                }
+                _ => {
+                    complete = false;
+                    break;
+                }
+            }
         };
-        let last = last.try_get::<i64, _>("idx")?.max(0) as u64;
-        for r in &rows {
-            let idx = r.try_get::<i64, _>("idx")?.max(0) as u64;
-            let seq: i64 = r.try_get("lseq")?;
-            // The leaf_id column is a function of idx; a changed one is a changed tree.
-            let leaf_id: i64 = r.try_get("leaf_id")?;
-            if leaf_id as u64 != tlog_tiles_index(idx) {
-                v.report(Finding::StoredTreeMismatch { size: idx + 1 });
-            }
-            let tree_leaf: Option<Vec<u8>> = r.try_get("tree_leaf")?;
-            let tree_leaf = tree_leaf
-                .map(|h| hash_of(&h, "stored leaf hash"))
-                .transpose()?;
-            let present: Option<i64> = r.try_get("seq")?;
-            if present.is_none() {
-                // The tree still has the leaf: report the deleted event and carry on with it.
-                v.report(Finding::Missing {
+        // Compare with the leaf in the tree and with the hash written with the event.
+        let expected = match (tree_leaf, ev.recorded) {
+            (Some(t), Some(r)) if t != r => {
+                v.report(Finding::LeafMismatch {
                     index: idx,
-                    next_present: idx + 1,
+                    seq: en.seq,
                 });
-                match tree_leaf {
-                    Some(h) if idx == v.next_index() => {
-                        v.push_stored_leaf(h);
-                        continue;
-                    }
-                    _ => break 'pages,
-                }
+                t
             }
-            let event = event_of(r, seq)?;
-            let recorded: Option<Vec<u8>> = r.try_get("leaf_hash")?;
-            let recorded = recorded.map(|h| hash_of(&h, "leaf hash")).transpose()?;
-            // Compare with the leaf in the tree and with the hash written with the event.
-            let expected = match (tree_leaf, recorded) {
-                (Some(t), Some(r)) if t != r => {
-                    v.report(Finding::LeafMismatch { index: idx, seq });
-                    t
-                }
-                (Some(t), _) => t,
-                (None, Some(r)) => r,
-                (None, None) => medai_audit::leaf_hash(&event),
-            };
-            if !v.push(idx, seq, &event, &expected) {
-                break 'pages;
+            (Some(t), _) => t,
+            (None, Some(r)) => r,
+            (None, None) => ev.leaf,
+        };
+        if !v.push_hashed(idx, en.seq, ev.leaf, &expected, &mut tree.stored) {
+            complete = false;
+            break;
+        }
+        tree.rest(&mut scans.tree, (first_id, tree_leaf), &mut v, idx)
+            .await?;
+    }
+    if complete && v.next_index() == stored_size {
+        // Stored hashes beyond the last leaf's are not part of the tree.
+        if scans.tree.next().await?.is_some() {
+            tree.differs(&mut v, stored_size.saturating_sub(1));
+        }
+        // The stored frontier (what proofs start from) must give the rebuilt root.
+        if !tree.bad {
+            match stored_frontier(&mut conn, stored_size).await {
+                Ok(f) if f.root() == v.root() => {}
+                _ => v.report(Finding::StoredTreeMismatch { size: stored_size }),
             }
         }
-        next = last + 1;
     }
-    // The stored tree (used to build proofs) must agree with the events.
-    if v.next_index() == stored_size {
-        if let Ok(f) = stored_frontier(&mut conn, stored_size).await {
-            if f.root() != v.root() {
-                v.report(Finding::StoredTreeMismatch { size: stored_size });
-            }
-        } else {
-            v.report(Finding::StoredTreeMismatch { size: stored_size });
+    let unplaced = if complete {
+        // Every event not taken by a position is either queued for the tree or unplaced.
+        let mut rest: Vec<i64> = held.into_keys().collect();
+        while let Some(e) = scans.events.next().await? {
+            rest.push(e.seq);
         }
-    }
-    let unplaced = sqlx::query(
-        "SELECT e.seq FROM audit_events e WHERE NOT EXISTS \
-         (SELECT 1 FROM audit_log_entries l WHERE l.seq = e.seq) AND NOT EXISTS \
-         (SELECT 1 FROM audit_pending p WHERE p.seq = e.seq) ORDER BY e.seq LIMIT 1",
-    )
-    .fetch_optional(&mut *conn)
-    .await?;
-    if let Some(r) = unplaced {
-        v.report(Finding::NotInTree {
-            seq: r.try_get("seq")?,
-        });
+        rest.sort_unstable();
+        first_unplaced(&mut conn, &rest).await?
+    } else {
+        drop(scans);
+        sqlx::query(
+            "SELECT e.seq FROM audit_events e WHERE NOT EXISTS \
+             (SELECT 1 FROM audit_log_entries l WHERE l.seq = e.seq) AND NOT EXISTS \
+             (SELECT 1 FROM audit_pending p WHERE p.seq = e.seq) ORDER BY e.seq LIMIT 1",
+        )
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|r| r.try_get::<i64, _>("seq"))
+        .transpose()?
+    };
+    if let Some(seq) = unplaced {
+        v.report(Finding::NotInTree { seq });
     }
     Ok(v.finish())
+}
+
+/// The event with sequence number `seq`, from those held back or further on in the scan.
+async fn take_event(
+    events: &mut Scan<EventLeaf>,
+    held: &mut HashMap<i64, EventLeaf>,
+    seq: i64,
+) -> Result<Option<EventLeaf>, StoreError> {
+    if let Some(e) = held.remove(&seq) {
+        return Ok(Some(e));
+    }
+    loop {
+        match events.peek().await? {
+            Some(e) if e.seq <= seq => {}
+            // Past `seq` (the scan is in order) or at the end: there is no such event.
+            _ => return Ok(None),
+        }
+        let Some(e) = events.next().await? else {
+            return Ok(None);
+        };
+        if e.seq == seq {
+            return Ok(Some(e));
+        }
+        held.insert(e.seq, e);
+    }
+}
+
+/// The first of `seqs` (ascending) that is neither in the tree nor queued for it.
+async fn first_unplaced(conn: &mut AnyConnection, seqs: &[i64]) -> Result<Option<i64>, StoreError> {
+    for chunk in seqs.chunks(1000) {
+        let list = chunk
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let row = sqlx::query(&format!(
+            "SELECT e.seq FROM audit_events e WHERE e.seq IN ({list}) AND NOT EXISTS \
+             (SELECT 1 FROM audit_log_entries l WHERE l.seq = e.seq) AND NOT EXISTS \
+             (SELECT 1 FROM audit_pending p WHERE p.seq = e.seq) ORDER BY e.seq LIMIT 1"
+        ))
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(r) = row {
+            return Ok(Some(r.try_get("seq")?));
+        }
+    }
+    Ok(None)
+}
+
+/// Compares the stored tree hashes with the ones the rebuilt tree would store, position by
+/// position; the first difference is reported once.
+#[derive(Default)]
+struct TreeCheck {
+    /// The hashes the last pushed leaf stores: the leaf, then each subtree it completes.
+    stored: Vec<Hash>,
+    bad: bool,
+}
+
+impl TreeCheck {
+    fn differs(&mut self, v: &mut Verifier, idx: u64) {
+        if !self.bad {
+            self.bad = true;
+            v.report(Finding::StoredTreeMismatch { size: idx + 1 });
+        }
+    }
+
+    /// The stored leaf hash of position `idx` (at stored index `first_id`), skipping and
+    /// reporting stored hashes that should not be there.
+    async fn leaf(
+        &mut self,
+        tree: &mut Scan<TreeNode>,
+        first_id: u64,
+        v: &mut Verifier,
+        idx: u64,
+    ) -> Result<Option<Hash>, StoreError> {
+        while let Some(n) = tree.peek().await? {
+            let id = n.id.max(-1);
+            if id >= 0 && id as u64 >= first_id {
+                break;
+            }
+            tree.next().await?;
+            self.differs(v, idx);
+        }
+        let found = match tree.peek().await? {
+            Some(n) if n.id >= 0 && n.id as u64 == first_id => tree.next().await?,
+            _ => None,
+        };
+        match found {
+            Some(TreeNode { hash: Some(h), .. }) => Ok(Some(h)),
+            _ => {
+                self.differs(v, idx);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Checks the stored leaf against the pushed one and reads the subtree hashes after it.
+    async fn rest(
+        &mut self,
+        tree: &mut Scan<TreeNode>,
+        (first_id, tree_leaf): (u64, Option<Hash>),
+        v: &mut Verifier,
+        idx: u64,
+    ) -> Result<(), StoreError> {
+        let mut ok = tree_leaf.is_some() && tree_leaf.as_ref() == self.stored.first();
+        for (k, want) in self.stored.iter().enumerate().skip(1) {
+            let id = first_id + k as u64;
+            match tree.peek().await? {
+                Some(n) if n.id >= 0 && n.id as u64 == id => {
+                    ok &= n.hash.as_ref() == Some(want);
+                    tree.next().await?;
+                }
+                _ => ok = false,
+            }
+        }
+        if !ok {
+            self.differs(v, idx);
+        }
+        Ok(())
+    }
 }
 
 /// Records a verification result for `GET /api/v1/audit/status`.

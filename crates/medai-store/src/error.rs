@@ -6,6 +6,9 @@ pub enum StoreError {
     /// The database reported an error.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// SQLite reported an error on a connection of the audit verifier's own.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// A unique constraint refused the write; names the field.
     #[error("{0} already exists")]
     Conflict(&'static str),

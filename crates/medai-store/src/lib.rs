@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod audit_log;
+mod audit_scan;
 pub mod break_glass;
 pub mod care_teams;
 pub mod conversations;
@@ -35,10 +36,21 @@ use sqlx::{Any, AnyPool, Executor as _};
 use std::time::Duration;
 
 /// A handle on the database; cheap to clone.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
     kind: DatabaseKind,
+    /// Kept for the readers that open their own connections (the audit verifier's scans); it may
+    /// hold a password, so `Debug` leaves it out.
+    url: std::sync::Arc<str>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A transaction on the store.
@@ -72,12 +84,21 @@ impl Store {
             }
             DatabaseKind::Postgres => opts.max_connections(16).connect(url).await?,
         };
-        Ok(Self { pool, kind })
+        Ok(Self {
+            pool,
+            kind,
+            url: url.into(),
+        })
     }
 
     /// Which database this is.
     pub fn kind(&self) -> DatabaseKind {
         self.kind
+    }
+
+    /// The URL it was opened with (may hold a secret: never log it).
+    pub(crate) fn url(&self) -> &str {
+        &self.url
     }
 
     /// The connection pool, for reads outside a transaction.

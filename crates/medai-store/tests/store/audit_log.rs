@@ -413,6 +413,107 @@ async fn each_kind_of_tampering_is_detected() {
 }
 
 #[tokio::test]
+async fn the_stored_tree_and_unplaced_events_are_checked_and_out_of_order_positions_verify() {
+    for kind in backends() {
+        // An interior node of the stored tree (used for proofs) changed: the events are intact,
+        // so only the stored tree is reported, at the position whose leaf completes that node.
+        let (store, _db) = migrated_store(kind).await.unwrap();
+        let (signer, exported, _) = seeded(&store).await;
+        // Level 1, index 3: the parent of leaves 6 and 7.
+        let node = medai_audit::tree::stored_hash_index(1, 3);
+        let junk = match kind {
+            DatabaseKind::Sqlite => format!("X'{}'", "ab".repeat(32)),
+            DatabaseKind::Postgres => format!("'\\x{}'::bytea", "ab".repeat(32)),
+        };
+        tamper(
+            &store,
+            kind,
+            &[format!(
+                "UPDATE audit_tree_hashes SET hash = {junk} WHERE id = {node}"
+            )],
+        )
+        .await;
+        let r = verify(&store, &signer, &exported).await;
+        assert_eq!(
+            r.findings,
+            vec![Finding::StoredTreeMismatch { size: 8 }],
+            "{kind:?}"
+        );
+
+        // A stored leaf hash that is not 32 bytes is a finding, not a crash.
+        let (store, _db) = migrated_store(kind).await.unwrap();
+        let (signer, exported, _) = seeded(&store).await;
+        let leaf = medai_audit::tree::stored_hash_index(0, 30);
+        tamper(
+            &store,
+            kind,
+            &[format!(
+                "UPDATE audit_tree_hashes SET hash = {} WHERE id = {leaf}",
+                match kind {
+                    DatabaseKind::Sqlite => "X'00'",
+                    DatabaseKind::Postgres => "'\\x00'::bytea",
+                }
+            )],
+        )
+        .await;
+        let r = verify(&store, &signer, &exported).await;
+        assert_eq!(
+            r.findings,
+            vec![Finding::StoredTreeMismatch { size: 31 }],
+            "{kind:?}"
+        );
+
+        // An event slipped in with its queue entry removed: stored, never placed.
+        let (store, _db) = migrated_store(kind).await.unwrap();
+        let (signer, exported, _) = seeded(&store).await;
+        let sneaked = append_n(&store, 100, 1).await[0];
+        tamper(
+            &store,
+            kind,
+            &[format!("DELETE FROM audit_pending WHERE seq = {sneaked}")],
+        )
+        .await;
+        // Events appended after it are queued, not unplaced.
+        append_n(&store, 101, 3).await;
+        let r = verify(&store, &signer, &exported).await;
+        assert_eq!(
+            r.findings,
+            vec![Finding::NotInTree { seq: sneaked }],
+            "{kind:?}"
+        );
+
+        // Positions out of sequence order (a transaction that committed late): event A is
+        // appended before B but placed after it. Verification matches each position to its
+        // event whatever the order.
+        let (store, _db) = migrated_store(kind).await.unwrap();
+        let (signer, exported, _) = seeded(&store).await;
+        let a = append_n(&store, 200, 1).await[0];
+        tamper(
+            &store,
+            kind,
+            &[format!("DELETE FROM audit_pending WHERE seq = {a}")],
+        )
+        .await;
+        let b = append_n(&store, 201, 2).await;
+        audit_log::integrate_all(&store).await.unwrap();
+        let mut c = store.pool().acquire().await.unwrap();
+        medai_store::testkit::execute(
+            &mut c,
+            &format!("INSERT INTO audit_pending (seq) VALUES ({a})"),
+        )
+        .await
+        .unwrap();
+        drop(c);
+        audit_log::integrate_all(&store).await.unwrap();
+        assert!(idx_of(&store, a).await > idx_of(&store, b[1]).await);
+        audit_log::checkpoint(&store, &signer, 5).await.unwrap();
+        let r = verify(&store, &signer, &exported).await;
+        assert!(r.ok(), "{kind:?} {:?}", r.findings);
+        assert_eq!(r.events_checked, 43, "{kind:?}");
+    }
+}
+
+#[tokio::test]
 async fn concurrent_writers_in_transactions_and_through_the_appender_all_land_in_the_tree() {
     for kind in backends() {
         let (store, _db) = migrated_store(kind).await.unwrap();
