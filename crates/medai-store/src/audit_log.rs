@@ -8,7 +8,7 @@
 //! migrations make the database refuse it.
 
 use crate::audit::{parse_outcome, StoredEvent};
-use crate::audit_scan::{self, Bounds, EventLeaf, Scan, TreeNode};
+use crate::audit_scan::{self, Bounds, EventLeaf, Order, Scan, ScanError, TreeNode, HELD_MAX};
 use crate::{DatabaseKind, Store, StoreError};
 use medai_audit::tree::{Frontier, StoredHashes};
 use medai_audit::verify::{check_notes, Finding, Report, Verifier};
@@ -355,6 +355,36 @@ pub async fn verify(
     from: VerifyFrom,
     extra: Vec<(String, String)>,
 ) -> Result<Report, StoreError> {
+    // PostgreSQL, whole log: first in heap order, the fast way when the tables are as written
+    // (see `audit_scan`). From a sequence number on, the index finds the start. SQLite reads in
+    // key order either way.
+    let orders: &[Order] = match store.kind() {
+        DatabaseKind::Postgres if from.seq.is_none() => &[Order::Heap, Order::Key],
+        _ => &[Order::Key],
+    };
+    for &order in orders {
+        match verify_pass(store, keys, from, extra.clone(), order).await {
+            Ok(report) => return Ok(report),
+            // The tables are not in key order on disk: read them in order.
+            Err(ScanError::Unordered) if order == Order::Heap => {}
+            Err(ScanError::Unordered) => {
+                return Err(StoreError::Corrupt(
+                    "audit verify: the database returned rows out of order".into(),
+                ))
+            }
+            Err(ScanError::Store(e)) => return Err(e),
+        }
+    }
+    Err(StoreError::Corrupt("audit verify: no pass ran".into()))
+}
+
+async fn verify_pass(
+    store: &Store,
+    keys: &[CheckpointVerifier],
+    from: VerifyFrom,
+    extra: Vec<(String, String)>,
+    order: Order,
+) -> Result<Report, ScanError> {
     let mut conn = store.pool().acquire().await?;
     let stored_cps = checkpoints(&mut conn).await?;
     let notes = stored_cps
@@ -375,7 +405,8 @@ pub async fn verify(
             None => {
                 return Err(StoreError::NotFound(
                     "audit event with that sequence number in the tree",
-                ))
+                )
+                .into())
             }
         },
     };
@@ -400,7 +431,7 @@ pub async fn verify(
         end_id: to_i64(tlog_tiles_index(stored_size))?,
         min_seq: min_seq.unwrap_or(i64::MIN),
     };
-    let mut scans = audit_scan::open(store, bounds)?;
+    let mut scans = audit_scan::open(store, bounds, order)?;
     let mut tree = TreeCheck::default();
     // Events met before the position that needs them (committed out of sequence order).
     let mut held: HashMap<i64, EventLeaf> = HashMap::new();
@@ -422,7 +453,7 @@ pub async fn verify(
             tree.differs(&mut v, idx);
         }
         let tree_leaf = tree.leaf(&mut scans.tree, first_id, &mut v, idx).await?;
-        let Some(ev) = take_event(&mut scans.events, &mut held, en.seq).await? else {
+        let Some(ev) = take_event(&mut scans.events, &mut held, en.seq, order).await? else {
             // The tree still has the leaf: report the deleted event and carry on with it.
             v.report(Finding::Missing {
                 index: idx,
@@ -501,19 +532,25 @@ pub async fn verify(
 }
 
 /// The event with sequence number `seq`, from those held back or further on in the scan.
+/// In key order the scan is past `seq` at the first larger one; in heap order only at its end,
+/// and holding more than `HELD_MAX` events gives up the pass.
 async fn take_event(
     events: &mut Scan<EventLeaf>,
     held: &mut HashMap<i64, EventLeaf>,
     seq: i64,
-) -> Result<Option<EventLeaf>, StoreError> {
+    order: Order,
+) -> Result<Option<EventLeaf>, ScanError> {
     if let Some(e) = held.remove(&seq) {
         return Ok(Some(e));
     }
     loop {
         match events.peek().await? {
-            Some(e) if e.seq <= seq => {}
+            Some(e) if e.seq <= seq || order == Order::Heap => {}
             // Past `seq` (the scan is in order) or at the end: there is no such event.
             _ => return Ok(None),
+        }
+        if held.len() >= HELD_MAX {
+            return Err(ScanError::Unordered);
         }
         let Some(e) = events.next().await? else {
             return Ok(None);
@@ -572,7 +609,7 @@ impl TreeCheck {
         first_id: u64,
         v: &mut Verifier,
         idx: u64,
-    ) -> Result<Option<Hash>, StoreError> {
+    ) -> Result<Option<Hash>, ScanError> {
         while let Some(n) = tree.peek().await? {
             let id = n.id.max(-1);
             if id >= 0 && id as u64 >= first_id {
@@ -601,7 +638,7 @@ impl TreeCheck {
         (first_id, tree_leaf): (u64, Option<Hash>),
         v: &mut Verifier,
         idx: u64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), ScanError> {
         let mut ok = tree_leaf.is_some() && tree_leaf.as_ref() == self.stored.first();
         for (k, want) in self.stored.iter().enumerate().skip(1) {
             let id = first_id + k as u64;
