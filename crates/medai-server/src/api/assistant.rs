@@ -749,15 +749,48 @@ fn contains_word(text: &str, value: &str) -> bool {
     !word_occurrences(text, value).is_empty()
 }
 
-/// Where the re-identified text may be cut for the output check: after the last line break or
-/// sentence end, so identifiers are checked whole.
-fn last_boundary(s: &str) -> Option<usize> {
-    let line = s.rfind('\n').map(|i| i + 1);
-    let sentence = [". ", "? ", "! ", ": "]
+/// Bytes of re-identified text held back while an answer streams, so that the output check
+/// sees identifiers whole: the ones with spaces inside ("(617) 555-0142", "MRN: 4417 2231", a
+/// labelled plan number) are shorter; those without spaces (e-mail, URL, SSN, VIN) are never cut,
+/// as cuts fall only after whitespace.
+const CHECK_WINDOW: usize = 48;
+
+/// Bytes kept with an identifier-shaped span ahead of it: the label that makes a bare number an
+/// identifier ("MRN:", "medical record number") must reach the check with the number.
+const LABEL_WINDOW: usize = 32;
+
+/// The least text worth a cut (and a run of the detector) while streaming.
+const MIN_SEGMENT: usize = 32;
+
+/// The last cut after whitespace at or before byte `limit`.
+fn whitespace_cut(text: &str, limit: usize) -> Option<usize> {
+    text.char_indices()
+        .take_while(|(i, _)| *i < limit)
+        .filter(|(_, c)| c.is_whitespace())
+        .map(|(i, c)| i + c.len_utf8())
+        .filter(|cut| *cut <= limit)
+        .last()
+}
+
+/// Where the pending re-identified text may be cut for the output check: after the last
+/// whitespace that has at least `CHECK_WINDOW` bytes after it, moved back so that no
+/// identifier-shaped span (`spans` of the whole pending text) is split or parted from the
+/// `LABEL_WINDOW` bytes before it. `None` while fewer than `MIN_SEGMENT` bytes can go.
+fn stream_cut(pending: &str, spans: impl FnOnce(&str) -> Vec<(usize, usize)>) -> Option<usize> {
+    let limit = pending.len().checked_sub(CHECK_WINDOW)?;
+    let mut cut = whitespace_cut(pending, limit)?;
+    if cut < MIN_SEGMENT {
+        return None;
+    }
+    let spans = spans(pending);
+    // Moving the cut back may bring it near an earlier span; repeat.
+    while let Some(&(start, _)) = spans
         .iter()
-        .filter_map(|b| s.rfind(b).map(|i| i + b.len()))
-        .max();
-    line.max(sentence)
+        .find(|(a, b)| a.saturating_sub(LABEL_WINDOW) < cut && cut < *b)
+    {
+        cut = whitespace_cut(pending, start.saturating_sub(LABEL_WINDOW)).unwrap_or(0);
+    }
+    (cut >= MIN_SEGMENT).then_some(cut)
 }
 
 fn sse_event(name: &str, data: &serde_json::Value) -> axum::response::sse::Event {
@@ -1060,7 +1093,7 @@ pub async fn ask(
     ))
 }
 
-/// Streams one answer: re-identifies each delta, checks complete sentences for identifiers the
+/// Streams one answer: re-identifies each delta, checks segments (see `stream_cut`) for identifiers the
 /// record did not contain, sends them, and stores the answer with its provenance when the model
 /// finishes. If the client goes away the stream is dropped, which cancels the upstream call, and
 /// nothing is stored but the audit event.
@@ -1088,7 +1121,15 @@ async fn stream_answer(
         match ev {
             Ok(medai_llm::StreamEvent::Delta(t)) => {
                 pending.push_str(&reid.push(&t));
-                if let Some(cut) = last_boundary(&pending) {
+                let spans = |text: &str| {
+                    detector
+                        .detect(text)
+                        .into_iter()
+                        .filter(|sp| medai_safety::CHECKED_TYPES.contains(&sp.phi_type))
+                        .map(|sp| (sp.start, sp.end))
+                        .collect()
+                };
+                if let Some(cut) = stream_cut(&pending, spans) {
                     let seg: String = pending.drain(..cut).collect();
                     let text = check(&seg, &mut answer, &mut masked);
                     if events
@@ -1265,6 +1306,118 @@ async fn stream_answer(
                     &serde_json::json!({ "code": "internal", "message": "the answer could not be stored" }),
                 ))
                 .await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_spans(_: &str) -> Vec<(usize, usize)> {
+        Vec::new()
+    }
+
+    #[test]
+    fn the_stream_is_cut_after_whitespace_with_the_window_held_back() {
+        let short = "Consider acute coronary syndrome.";
+        assert_eq!(stream_cut(short, no_spans), None, "shorter than the window");
+        let text = "Consider acute coronary syndrome, pulmonary embolism and aortic dissection; \
+                    obtain a troponin and an ECG now";
+        let cut = stream_cut(text, no_spans).unwrap();
+        assert!(text[..cut].ends_with(' '));
+        assert!(text.len() - cut >= CHECK_WINDOW);
+        // the last whitespace that leaves the window: none later qualifies
+        assert!(!text[cut..text.len() - CHECK_WINDOW].contains(' '));
+        // Multi-byte text near the limit cuts on a character boundary.
+        let text = format!("{} {}", "é".repeat(20), "ü".repeat(40));
+        let cut = stream_cut(&text, no_spans).unwrap();
+        assert!(text.is_char_boundary(cut));
+    }
+
+    #[test]
+    fn a_cut_never_splits_an_identifier_shaped_span() {
+        let text = "Her troponin was normal this morning. Call her back on (617) 555-0142 today, \
+                    then review the ECG and troponin";
+        let start = text.find('(').unwrap();
+        let end = text.find(" today").unwrap();
+        // Without spans the cut would fall inside the number.
+        let plain = stream_cut(text, no_spans).unwrap();
+        assert!(plain > start && plain < end, "{plain}");
+        // With it, the cut moves back before the number and the label window ahead of it: here
+        // that leaves too little to send yet.
+        assert_eq!(stream_cut(text, |_| vec![(start, end)]), None);
+        let long = format!(
+            "{}{text}",
+            "The differential is broad and includes the following. ".repeat(2)
+        );
+        let shift = long.len() - text.len();
+        let (start, end) = (start + shift, end + shift);
+        let cut = stream_cut(&long, |_| vec![(start, end)]).unwrap();
+        assert!(
+            cut + LABEL_WINDOW <= start && long[..cut].ends_with(' '),
+            "{cut}"
+        );
+        assert!(whitespace_cut(&long, start - LABEL_WINDOW) == Some(cut));
+        // An earlier span the moved cut would then split moves it again.
+        let earlier = (cut - 4, cut + 2);
+        let again = stream_cut(&long, |_| vec![earlier, (start, end)]).unwrap();
+        assert!(again + LABEL_WINDOW <= earlier.0, "{again}");
+    }
+
+    /// Streams `answer` in pieces of `n` bytes through the cut and the output check, as the
+    /// answer path does, and returns what the client would see.
+    fn streamed(answer: &str, n: usize, detector: &medai_phi::Detector, known: &[&str]) -> String {
+        let spans = |text: &str| {
+            detector
+                .detect(text)
+                .into_iter()
+                .filter(|sp| medai_safety::CHECKED_TYPES.contains(&sp.phi_type))
+                .map(|sp| (sp.start, sp.end))
+                .collect()
+        };
+        let check = |seg: &str| {
+            medai_safety::mask_with(detector, &medai_safety::CHECKED_TYPES, seg, known).text
+        };
+        let (mut pending, mut out) = (String::new(), String::new());
+        let mut rest = answer;
+        while !rest.is_empty() {
+            let mut k = n.min(rest.len());
+            while !rest.is_char_boundary(k) {
+                k += 1;
+            }
+            pending.push_str(&rest[..k]);
+            rest = &rest[k..];
+            if let Some(cut) = stream_cut(&pending, spans) {
+                let seg: String = pending.drain(..cut).collect();
+                out.push_str(&check(&seg));
+            }
+        }
+        out.push_str(&check(&pending));
+        out
+    }
+
+    #[test]
+    fn streamed_identifiers_are_masked_whatever_the_chunking() {
+        let detector = medai_phi::Detector::new();
+        let answer = "Her SSN is 123-45-6789 and her phone (617) 555-0142; the MRN: 4417 2231 \
+                      is on the wristband. Email j.doe@example.org or see \
+                      https://portal.example.org/p/8812 for results. Known MRN-40001 stays.";
+        let known = ["MRN-40001"];
+        let whole =
+            medai_safety::mask_with(&detector, &medai_safety::CHECKED_TYPES, answer, &known);
+        assert!(whole.masked >= 4, "{}", whole.text);
+        for n in [1, 2, 3, 5, 7, 11, 16, 40] {
+            let got = streamed(answer, n, &detector, &known);
+            for raw in ["6789", "0142", "2231", "j.doe@", "8812"] {
+                assert!(!got.contains(raw), "pieces of {n}: {raw} leaked in {got}");
+            }
+            assert!(got.contains("MRN-40001"), "pieces of {n}: {got}");
+            assert!(got.ends_with("stays."), "pieces of {n}: {got}");
+            assert_eq!(
+                got, whole.text,
+                "pieces of {n}: the same as checking it whole"
+            );
         }
     }
 }
