@@ -339,7 +339,8 @@ async fn the_catalogue_matches_the_exposition_and_labels_carry_no_ids() {
             &format!("medai_key_age_seconds{{purpose=\"{purpose}\"}}"),
         )
         .unwrap_or_else(|| panic!("no key age for {purpose}"));
-        assert!((0.0..120.0).contains(&age), "{purpose}: {age}");
+        // Keys made at start-up; the test clock advances at each sign-in, so allow minutes.
+        assert!((0.0..=600.0).contains(&age), "{purpose}: {age}");
         assert_eq!(
             metric(
                 &m,
