@@ -762,6 +762,16 @@ const LABEL_WINDOW: usize = 32;
 /// The least text worth a cut (and a run of the detector) while streaming.
 const MIN_SEGMENT: usize = 32;
 
+/// Byte ranges of the spans of `text` the output check masks.
+fn checked_spans(detector: &medai_phi::Detector, text: &str) -> Vec<(usize, usize)> {
+    detector
+        .detect(text)
+        .into_iter()
+        .filter(|sp| medai_safety::CHECKED_TYPES.contains(&sp.phi_type))
+        .map(|sp| (sp.start, sp.end))
+        .collect()
+}
+
 /// The last cut after whitespace at or before byte `limit`.
 fn whitespace_cut(text: &str, limit: usize) -> Option<usize> {
     text.char_indices()
@@ -1121,15 +1131,7 @@ async fn stream_answer(
         match ev {
             Ok(medai_llm::StreamEvent::Delta(t)) => {
                 pending.push_str(&reid.push(&t));
-                let spans = |text: &str| {
-                    detector
-                        .detect(text)
-                        .into_iter()
-                        .filter(|sp| medai_safety::CHECKED_TYPES.contains(&sp.phi_type))
-                        .map(|sp| (sp.start, sp.end))
-                        .collect()
-                };
-                if let Some(cut) = stream_cut(&pending, spans) {
+                if let Some(cut) = stream_cut(&pending, |text| checked_spans(&detector, text)) {
                     let seg: String = pending.drain(..cut).collect();
                     let text = check(&seg, &mut answer, &mut masked);
                     if events
@@ -1368,14 +1370,6 @@ mod tests {
     /// Streams `answer` in pieces of `n` bytes through the cut and the output check, as the
     /// answer path does, and returns what the client would see.
     fn streamed(answer: &str, n: usize, detector: &medai_phi::Detector, known: &[&str]) -> String {
-        let spans = |text: &str| {
-            detector
-                .detect(text)
-                .into_iter()
-                .filter(|sp| medai_safety::CHECKED_TYPES.contains(&sp.phi_type))
-                .map(|sp| (sp.start, sp.end))
-                .collect()
-        };
         let check = |seg: &str| {
             medai_safety::mask_with(detector, &medai_safety::CHECKED_TYPES, seg, known).text
         };
@@ -1388,7 +1382,7 @@ mod tests {
             }
             pending.push_str(&rest[..k]);
             rest = &rest[k..];
-            if let Some(cut) = stream_cut(&pending, spans) {
+            if let Some(cut) = stream_cut(&pending, |text| checked_spans(detector, text)) {
                 let seg: String = pending.drain(..cut).collect();
                 out.push_str(&check(&seg));
             }
