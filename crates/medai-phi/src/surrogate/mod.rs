@@ -18,7 +18,7 @@ use crate::dict::{FIRST_NAMES, NOT_NAME, SURNAMES, TITLES};
 use crate::types::{PhiType, Span};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::fmt;
 use zeroize::Zeroize;
 
@@ -63,6 +63,9 @@ pub struct Vault {
     words: FxHashMap<String, Vec<usize>>,
     /// lower-case surrogates in use (each maps back to exactly one entry).
     taken: FxHashMap<String, usize>,
+    /// lower-case originals replaced so far: none may become a surrogate, or a real value of
+    /// one text would reach the model as the stand-in for another in a later text.
+    originals: FxHashSet<String>,
     /// lead of a surrogate (see [`lead`]) -> entries, longest surrogate first.
     by_lead: FxHashMap<String, Vec<usize>>,
     fallback_counter: u32,
@@ -89,6 +92,9 @@ impl Drop for Vault {
             k.zeroize();
         }
         for (mut k, _) in self.taken.drain() {
+            k.zeroize();
+        }
+        for mut k in self.originals.drain() {
             k.zeroize();
         }
         for (mut k, _) in self.by_lead.drain() {
@@ -202,6 +208,7 @@ impl Vault {
             values: FxHashMap::default(),
             words: FxHashMap::default(),
             taken: FxHashMap::default(),
+            originals: FxHashSet::default(),
             by_lead: FxHashMap::default(),
             fallback_counter: 0,
         }
@@ -232,8 +239,6 @@ impl Vault {
     /// Replaces the given spans of `text` (sorted, non-overlapping, on character boundaries;
     /// others are skipped).
     pub fn deidentify_spans(&mut self, text: &str, spans: &[Span]) -> Deidentified {
-        // What is left of the text outside the spans: no surrogate may occur in it.
-        let mut skeleton = String::with_capacity(text.len());
         let mut last = 0;
         let valid: Vec<&Span> = spans
             .iter()
@@ -249,14 +254,10 @@ impl Vault {
                 ok
             })
             .collect();
-        last = 0;
-        for s in &valid {
-            skeleton.push_str(&text[last..s.start]);
-            skeleton.push('\u{0}');
-            last = s.end;
-        }
-        skeleton.push_str(&text[last..]);
-        let skeleton = Skeleton::new(skeleton.to_lowercase());
+        // No surrogate may occur anywhere in the text: outside the spans re-identification
+        // would turn it into the original, and inside them it is a real value (a surrogate
+        // "Quimby" for "Test" in "Test Quimby" would send the family name to the model).
+        let skeleton = Skeleton::new(text.to_lowercase());
 
         let mut out = String::with_capacity(text.len() + 16);
         let mut out_spans = Vec::with_capacity(valid.len());
@@ -343,7 +344,10 @@ impl Vault {
     /// where [`Vault::reidentify`] would find it.
     fn usable(&self, candidate: &str, skeleton: &Skeleton) -> bool {
         let lower = candidate.to_lowercase();
-        !candidate.is_empty() && !self.taken.contains_key(&lower) && !skeleton.contains(&lower)
+        !candidate.is_empty()
+            && !self.taken.contains_key(&lower)
+            && !self.originals.contains(&lower)
+            && !skeleton.contains(&lower)
     }
 
     fn add(&mut self, original: String, surrogate: String) -> usize {
@@ -356,6 +360,7 @@ impl Vault {
             list.insert(at, e);
         }
         self.taken.insert(lower, e);
+        self.originals.insert(original.to_lowercase());
         self.entries.push(Entry {
             original,
             surrogate,
