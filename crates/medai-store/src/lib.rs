@@ -43,6 +43,40 @@ pub struct Store {
     /// Kept for the readers that open their own connections (the audit verifier's scans); it may
     /// hold a password, so `Debug` leaves it out.
     url: std::sync::Arc<str>,
+    /// SQLite: while any clone of the store lives, the background checkpointer runs; it stops
+    /// when the last clone is dropped (the sender with it).
+    _checkpointer: Option<std::sync::Arc<tokio::sync::watch::Sender<()>>>,
+}
+
+/// How often the SQLite checkpointer copies the write-ahead log into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Copies committed pages from the SQLite write-ahead log into the database file every
+/// [`CHECKPOINT_EVERY`], on a connection of its own, until `stop`'s sender is dropped.
+///
+/// SQLite's automatic checkpoint runs inside the commit that crosses 1,000 log pages and syncs
+/// the database file there: that commit (and every request queued behind the one connection)
+/// waited 6 to 11 ms under the answer benchmark. A passive checkpoint here takes no lock that
+/// a writer needs, so commits stay at their usual fraction of a millisecond.
+async fn checkpoint_loop(mut conn: AnyConnection, mut stop: tokio::sync::watch::Receiver<()>) {
+    use sqlx::Connection as _;
+    loop {
+        tokio::select! {
+            changed = stop.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+            () = tokio::time::sleep(CHECKPOINT_EVERY) => {
+                if let Err(e) = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
+                    tracing::warn!(error = %e, "SQLite checkpoint failed; retrying");
+                }
+            }
+        }
+    }
+    // A last full pass so the file is complete when the store goes away.
+    let _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").await;
+    let _ = conn.close().await;
 }
 
 impl std::fmt::Debug for Store {
@@ -73,7 +107,8 @@ impl Store {
                         Box::pin(async move {
                             conn.execute(
                                 "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
-                                 PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;",
+                                 PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; \
+                                 PRAGMA wal_autocheckpoint = 0;",
                             )
                             .await?;
                             Ok(())
@@ -84,10 +119,23 @@ impl Store {
             }
             DatabaseKind::Postgres => opts.max_connections(16).connect(url).await?,
         };
+        let checkpointer = match kind {
+            DatabaseKind::Sqlite => {
+                use sqlx::Connection as _;
+                // After the pool's first connection, so the file exists and is in WAL mode.
+                let mut conn = AnyConnection::connect(url).await?;
+                conn.execute("PRAGMA busy_timeout = 5000").await?;
+                let (tx, rx) = tokio::sync::watch::channel(());
+                tokio::spawn(checkpoint_loop(conn, rx));
+                Some(std::sync::Arc::new(tx))
+            }
+            DatabaseKind::Postgres => None,
+        };
         Ok(Self {
             pool,
             kind,
             url: url.into(),
+            _checkpointer: checkpointer,
         })
     }
 

@@ -1359,3 +1359,57 @@ async fn blind_index_rotation_reindexes_under_a_concurrent_writer_and_search_fin
         );
     }
 }
+
+#[tokio::test]
+async fn sqlite_commits_leave_the_checkpoint_to_a_background_connection() {
+    let db = fresh_database(DatabaseKind::Sqlite).await.unwrap();
+    let store = Store::connect(&db.url).await.unwrap();
+    let mut c = store.pool().acquire().await.unwrap();
+    // No commit runs a checkpoint (and its file sync) on the request path.
+    let (auto,): (i64,) = sqlx::query_as("PRAGMA wal_autocheckpoint")
+        .fetch_one(&mut *c)
+        .await
+        .unwrap();
+    assert_eq!(auto, 0);
+    sqlx::query("CREATE TABLE filler (b BLOB)")
+        .execute(&mut *c)
+        .await
+        .unwrap();
+    let path = db
+        .url
+        .strip_prefix("sqlite://")
+        .and_then(|p| p.split('?').next())
+        .unwrap()
+        .to_owned();
+    let before = std::fs::metadata(&path).unwrap().len();
+    for _ in 0..64 {
+        sqlx::query("INSERT INTO filler (b) VALUES (randomblob(32768))")
+            .execute(&mut *c)
+            .await
+            .unwrap();
+    }
+    drop(c);
+    // 2 MiB committed: fewer pages than SQLite's own automatic checkpoint would wait for, so
+    // only the background checkpointer moves them into the database file.
+    let mut grown = 0;
+    for _ in 0..100 {
+        grown = std::fs::metadata(&path)
+            .unwrap()
+            .len()
+            .saturating_sub(before);
+        if grown >= 2 * 1024 * 1024 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        grown >= 2 * 1024 * 1024,
+        "the database file grew by {grown} bytes"
+    );
+    let mut c = store.pool().acquire().await.unwrap();
+    let (rows,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM filler")
+        .fetch_one(&mut *c)
+        .await
+        .unwrap();
+    assert_eq!(rows, 64);
+}
