@@ -187,13 +187,18 @@ fn event_of(r: &sqlx::any::AnyRow, seq: i64) -> Result<AuditEvent, StoreError> {
     })
 }
 
-/// Integrates until nothing is queued; returns how many events were placed.
+/// Events one integration pass takes.
+const INTEGRATE_BATCH: i64 = 5000;
+
+/// Integrates until nothing is queued; returns how many events were placed. A pass that took
+/// less than a full batch emptied the queue as it stood, so no empty pass follows it: on
+/// SQLite every pass holds the one connection that requests wait for.
 pub async fn integrate_all(store: &Store) -> Result<u64, StoreError> {
     let mut total = 0;
     loop {
-        let n = integrate(store, 5000).await?;
+        let n = integrate(store, INTEGRATE_BATCH).await?;
         total += n;
-        if n == 0 {
+        if n < INTEGRATE_BATCH as u64 {
             return Ok(total);
         }
     }
