@@ -218,3 +218,45 @@ fn an_if_that_introduces_the_clinicians_own_patient_now_is_not_hypothetical() {
         assert!(fired(t).is_empty(), "{t}");
     }
 }
+
+#[test]
+fn phrases_added_in_1_4_0_fire_only_in_their_narrow_sense() {
+    let none: Vec<String> = Vec::new();
+    // the narrow senses fire
+    assert_eq!(
+        fired("Per nursing, pt said 'I've had enough, I've got the tablets saved up'."),
+        ["suicide_risk"]
+    );
+    assert_eq!(
+        fired("72F c/o epigastric discomfort since 04:00, clammy. ECG: ST depression V4-V6."),
+        ["acs"]
+    );
+    assert_eq!(
+        fired("82F, T 37.9, headache for 2 days, o/e neck stiff, dislikes the light."),
+        ["meningitis"]
+    );
+    // the ordinary senses do not
+    for text in [
+        "Had enough to eat today and slept well; mood bright.",
+        "High symptom burden from her arthritis; she says she is a burden on nobody.",
+        "He keeps jumping from topic to topic in clinic.",
+        "Peptic ulcer on omeprazole. BP 84/50 after the new antihypertensive.",
+        "Hb 132 129 on repeat, stable; minor bleeding from the gums when brushing.",
+    ] {
+        assert_eq!(fired(text), none, "{text}");
+    }
+    // a present-tense family word does not turn the patient's own findings into history
+    assert_eq!(
+        fired("Her brother has brought her in, she has chest pain and diaphoresis."),
+        ["acs"]
+    );
+    // billing and teaching requests are set aside, a clinical note mentioning teaching is not
+    assert_eq!(
+        fired("Billing q: can I bill critical care time for the anaphylaxis pt yesterday?"),
+        none
+    );
+    assert_eq!(
+        fired("Teaching for FY1s tomorrow: adrenaline dose in anaphylaxis for a 6-year-old?"),
+        none
+    );
+}
