@@ -43,27 +43,34 @@ pub struct Store {
     /// Kept for the readers that open their own connections (the audit verifier's scans); it may
     /// hold a password, so `Debug` leaves it out.
     url: std::sync::Arc<str>,
-    /// SQLite: while any clone of the store lives, the background checkpointer runs; it stops
-    /// when the last clone is dropped (the sender with it).
-    _checkpointer: Option<std::sync::Arc<tokio::sync::watch::Sender<()>>>,
+    /// SQLite: the background checkpointer, which runs until [`Store::close`] or until the last
+    /// clone of the store is dropped (the sender with it).
+    checkpointer: Option<std::sync::Arc<Checkpointer>>,
+}
+
+/// The handle on a SQLite store's checkpoint task.
+struct Checkpointer {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// How often the SQLite checkpointer copies the write-ahead log into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
 /// Copies committed pages from the SQLite write-ahead log into the database file every
-/// [`CHECKPOINT_EVERY`], on a connection of its own, until `stop`'s sender is dropped.
+/// [`CHECKPOINT_EVERY`], on a connection of its own, until `stop` says so or its sender is
+/// dropped.
 ///
 /// SQLite's automatic checkpoint runs inside the commit that crosses 1,000 log pages and syncs
 /// the database file there: that commit (and every request queued behind the one connection)
 /// waited 6 to 11 ms under the answer benchmark. A passive checkpoint here takes no lock that
 /// a writer needs, so commits stay at their usual fraction of a millisecond.
-async fn checkpoint_loop(mut conn: AnyConnection, mut stop: tokio::sync::watch::Receiver<()>) {
+async fn checkpoint_loop(mut conn: AnyConnection, mut stop: tokio::sync::watch::Receiver<bool>) {
     use sqlx::Connection as _;
     loop {
         tokio::select! {
             changed = stop.changed() => {
-                if changed.is_err() {
+                if changed.is_err() || *stop.borrow() {
                     break;
                 }
             }
@@ -74,8 +81,13 @@ async fn checkpoint_loop(mut conn: AnyConnection, mut stop: tokio::sync::watch::
             }
         }
     }
-    // A last full pass so the file is complete when the store goes away.
-    let _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").await;
+    // A last pass so the database file is complete when the store goes away. After
+    // `Store::close` no other connection of this process is open, so TRUNCATE also empties the
+    // log: frames holding rows since rewritten (plaintext rows encrypted by `migrate`, say) do
+    // not stay on disk.
+    if let Err(e) = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").await {
+        tracing::warn!(error = %e, "final SQLite checkpoint failed");
+    }
     let _ = conn.close().await;
 }
 
@@ -125,9 +137,12 @@ impl Store {
                 // After the pool's first connection, so the file exists and is in WAL mode.
                 let mut conn = AnyConnection::connect(url).await?;
                 conn.execute("PRAGMA busy_timeout = 5000").await?;
-                let (tx, rx) = tokio::sync::watch::channel(());
-                tokio::spawn(checkpoint_loop(conn, rx));
-                Some(std::sync::Arc::new(tx))
+                let (stop, rx) = tokio::sync::watch::channel(false);
+                let task = tokio::spawn(checkpoint_loop(conn, rx));
+                Some(std::sync::Arc::new(Checkpointer {
+                    stop,
+                    task: tokio::sync::Mutex::new(Some(task)),
+                }))
             }
             DatabaseKind::Postgres => None,
         };
@@ -135,7 +150,7 @@ impl Store {
             pool,
             kind,
             url: url.into(),
-            _checkpointer: checkpointer,
+            checkpointer,
         })
     }
 
@@ -165,9 +180,17 @@ impl Store {
         Ok(())
     }
 
-    /// Closes the pool, waiting for connections to be returned.
+    /// Closes the pool, waiting for connections to be returned; on SQLite, then checkpoints the
+    /// write-ahead log into the database file and empties it.
     pub async fn close(&self) {
         self.pool.close().await;
+        // SQLite: then the checkpointer's last pass, with the pool's connections gone.
+        if let Some(c) = &self.checkpointer {
+            let _ = c.stop.send(true);
+            if let Some(task) = c.task.lock().await.take() {
+                let _ = task.await;
+            }
+        }
     }
 
     /// Connections in use and idle, for metrics.

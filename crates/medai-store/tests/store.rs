@@ -1412,4 +1412,22 @@ async fn sqlite_commits_leave_the_checkpoint_to_a_background_connection() {
         .await
         .unwrap();
     assert_eq!(rows, 64);
+    // Rows rewritten (a plaintext row encrypted in place, say) must not linger in the log once
+    // the store is closed: the last pass empties it.
+    sqlx::query("UPDATE filler SET b = zeroblob(32768)")
+        .execute(&mut *c)
+        .await
+        .unwrap();
+    drop(c);
+    let wal = format!("{path}-wal");
+    assert!(
+        std::fs::metadata(&wal).map_or(0, |m| m.len()) > 0,
+        "the update is in the log"
+    );
+    store.close().await;
+    assert_eq!(
+        std::fs::metadata(&wal).map_or(0, |m| m.len()),
+        0,
+        "log left after close"
+    );
 }
