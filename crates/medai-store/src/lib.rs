@@ -51,7 +51,7 @@ pub struct Store {
 /// The handle on a SQLite store's checkpoint task.
 struct Checkpointer {
     stop: tokio::sync::watch::Sender<bool>,
-    task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// How often the SQLite checkpointer copies the write-ahead log into the database file.
@@ -141,7 +141,7 @@ impl Store {
                 let task = tokio::spawn(checkpoint_loop(conn, rx));
                 Some(std::sync::Arc::new(Checkpointer {
                     stop,
-                    task: tokio::sync::Mutex::new(Some(task)),
+                    task: std::sync::Mutex::new(Some(task)),
                 }))
             }
             DatabaseKind::Postgres => None,
@@ -187,7 +187,8 @@ impl Store {
         // SQLite: then the checkpointer's last pass, with the pool's connections gone.
         if let Some(c) = &self.checkpointer {
             let _ = c.stop.send(true);
-            if let Some(task) = c.task.lock().await.take() {
+            let task = c.task.lock().ok().and_then(|mut t| t.take());
+            if let Some(task) = task {
                 let _ = task.await;
             }
         }

@@ -1360,17 +1360,19 @@ async fn blind_index_rotation_reindexes_under_a_concurrent_writer_and_search_fin
     }
 }
 
+/// The single integer `sql` returns.
+async fn one_int(c: &mut sqlx::AnyConnection, sql: &str) -> i64 {
+    let (v,): (i64,) = sqlx::query_as(sql).fetch_one(c).await.unwrap();
+    v
+}
+
 #[tokio::test]
 async fn sqlite_commits_leave_the_checkpoint_to_a_background_connection() {
     let db = fresh_database(DatabaseKind::Sqlite).await.unwrap();
     let store = Store::connect(&db.url).await.unwrap();
     let mut c = store.pool().acquire().await.unwrap();
     // No commit runs a checkpoint (and its file sync) on the request path.
-    let (auto,): (i64,) = sqlx::query_as("PRAGMA wal_autocheckpoint")
-        .fetch_one(&mut *c)
-        .await
-        .unwrap();
-    assert_eq!(auto, 0);
+    assert_eq!(one_int(&mut c, "PRAGMA wal_autocheckpoint").await, 0);
     sqlx::query("CREATE TABLE filler (b BLOB)")
         .execute(&mut *c)
         .await
@@ -1407,11 +1409,7 @@ async fn sqlite_commits_leave_the_checkpoint_to_a_background_connection() {
         "the database file grew by {grown} bytes"
     );
     let mut c = store.pool().acquire().await.unwrap();
-    let (rows,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM filler")
-        .fetch_one(&mut *c)
-        .await
-        .unwrap();
-    assert_eq!(rows, 64);
+    assert_eq!(one_int(&mut c, "SELECT COUNT(*) FROM filler").await, 64);
     // Rows rewritten (a plaintext row encrypted in place, say) must not linger in the log once
     // the store is closed: the last pass empties it.
     sqlx::query("UPDATE filler SET b = zeroblob(32768)")
