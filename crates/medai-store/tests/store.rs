@@ -1373,8 +1373,7 @@ async fn sqlite_commits_leave_the_checkpoint_to_a_background_connection() {
     let mut c = store.pool().acquire().await.unwrap();
     // No commit runs a checkpoint (and its file sync) on the request path.
     assert_eq!(one_int(&mut c, "PRAGMA wal_autocheckpoint").await, 0);
-    sqlx::query("CREATE TABLE filler (b BLOB)")
-        .execute(&mut *c)
+    medai_store::testkit::execute(&mut c, "CREATE TABLE filler (b BLOB)")
         .await
         .unwrap();
     let path = db
@@ -1385,8 +1384,7 @@ async fn sqlite_commits_leave_the_checkpoint_to_a_background_connection() {
         .to_owned();
     let before = std::fs::metadata(&path).unwrap().len();
     for _ in 0..64 {
-        sqlx::query("INSERT INTO filler (b) VALUES (randomblob(32768))")
-            .execute(&mut *c)
+        medai_store::testkit::execute(&mut c, "INSERT INTO filler (b) VALUES (randomblob(32768))")
             .await
             .unwrap();
     }
@@ -1412,8 +1410,7 @@ async fn sqlite_commits_leave_the_checkpoint_to_a_background_connection() {
     assert_eq!(one_int(&mut c, "SELECT COUNT(*) FROM filler").await, 64);
     // Rows rewritten (a plaintext row encrypted in place, say) must not linger in the log once
     // the store is closed: the last pass empties it.
-    sqlx::query("UPDATE filler SET b = zeroblob(32768)")
-        .execute(&mut *c)
+    medai_store::testkit::execute(&mut c, "UPDATE filler SET b = zeroblob(32768)")
         .await
         .unwrap();
     drop(c);
