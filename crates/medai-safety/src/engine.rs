@@ -82,9 +82,34 @@ impl RuleSet {
             }
         }
         let excluded = |rule: u16, i: usize| excluded_words.contains(&(rule, i));
+        // (rule, group) pairs that an affirmed suppressing finding takes out of play; a
+        // suppressor counts unless negated or hypothetical ("confirmed IUP on scan last week")
+        let mut suppressed: FxHashSet<(u16, u16)> = FxHashSet::default();
+        for f in &found {
+            if let Tag::Suppress { rule, index } = f.tag {
+                // "no IUP confirmed": "no iup" is a pseudo-negation for the ectopic terms, but
+                // a suppressor right after a negation word does not hold
+                let negated_before = f.start.checked_sub(1).is_some_and(|j| {
+                    matches!(doc.word(j), "no" | "not" | "nor" | "without" | "never")
+                });
+                if flags[f.start] & (NEGATED | HYPOTHETICAL) != 0 || negated_before {
+                    continue;
+                }
+                let groups = self
+                    .rules
+                    .get(usize::from(rule))
+                    .and_then(|r| r.suppress.get(usize::from(index)));
+                for &g in groups.into_iter().flatten() {
+                    suppressed.insert((rule, g));
+                }
+            }
+        }
         for f in &found {
             if let Tag::Term { rule, group } = f.tag {
-                if flags[f.start] == 0 && !excluded(rule, f.start) {
+                if flags[f.start] == 0
+                    && !excluded(rule, f.start)
+                    && !suppressed.contains(&(rule, group))
+                {
                     occurrences.push(Occurrence {
                         rule,
                         group,
@@ -100,7 +125,7 @@ impl RuleSet {
                     continue;
                 }
                 for &(f, rule, group) in &self.features {
-                    if f == feature {
+                    if f == feature && !suppressed.contains(&(rule, group)) {
                         occurrences.push(Occurrence {
                             rule,
                             group,
@@ -197,6 +222,12 @@ impl RuleSet {
                         HYPOTHETICAL,
                     );
                 }
+                Cue::Resolved => {
+                    backward_in_sentence(doc, &terminator, &mut flags, f.start, HISTORY)
+                }
+                Cue::NegationSentence => {
+                    backward_in_sentence(doc, &terminator, &mut flags, f.start, NEGATED);
+                }
                 Cue::Pseudo
                 | Cue::Education
                 | Cue::Scenario
@@ -204,6 +235,7 @@ impl RuleSet {
                 | Cue::Terminator => {}
             }
         }
+        negative_answers(doc, &mut flags);
         for (i, t) in doc.toks.iter().enumerate() {
             let s = t.sentence as usize;
             if education[s] && !patient[s] || scenario_from.is_some_and(|from| s >= from) {
@@ -304,6 +336,62 @@ fn backward(
         flags[k] |= flag;
         if terminator[k] {
             break;
+        }
+    }
+}
+
+/// Flags the words before `from` in its sentence, back to a contrast terminator ("but", "now",
+/// "returns"…), which ends the reach and is not flagged. A time of day ("this morning", "today")
+/// does not end it: "hives and wheeze after hair dye this morning, …, sent home" is one episode.
+fn backward_in_sentence(doc: &Doc, terminator: &[bool], flags: &mut [u8], from: usize, flag: u8) {
+    let Some(sentence) = doc.toks.get(from).map(|t| t.sentence) else {
+        return;
+    };
+    for k in (0..from).rev() {
+        if doc.toks[k].sentence != sentence {
+            break;
+        }
+        let time_of_day = matches!(doc.word(k), "today" | "tonight" | "yesterday")
+            || doc.word(k) == "this"
+                && matches!(doc.word(k + 1), "morning" | "afternoon" | "evening");
+        if terminator[k] && !time_of_day {
+            break;
+        }
+        flags[k] |= flag;
+    }
+}
+
+/// Words that answer a question in the negative.
+const NO_ANSWERS: &[&str] = &["no", "nope", "nah", "none", "neither", "negative", "never"];
+
+/// "Face droop? No." and "Nurse: slurred speech? / Pt: no": a question answered by a negative
+/// reply (optionally after a speaker label such as "Pt:") is negated as a whole.
+fn negative_answers(doc: &Doc, flags: &mut [u8]) {
+    let gap = |a: usize, b: usize| -> &str {
+        match (doc.toks.get(a), doc.toks.get(b)) {
+            (Some(x), Some(y)) => doc.lower.get(x.end..y.start).unwrap_or(""),
+            _ => "",
+        }
+    };
+    for i in 1..doc.toks.len() {
+        if doc.toks[i].sentence == doc.toks[i - 1].sentence || !gap(i - 1, i).contains('?') {
+            continue;
+        }
+        let labelled = gap(i, i + 1).trim_start().starts_with(':')
+            && doc
+                .toks
+                .get(i + 1)
+                .is_some_and(|t| t.sentence == doc.toks[i].sentence);
+        let answer = if labelled { i + 1 } else { i };
+        if !NO_ANSWERS.contains(&doc.word(answer)) {
+            continue;
+        }
+        let question = doc.toks[i - 1].sentence;
+        for k in (0..i).rev() {
+            if doc.toks[k].sentence != question {
+                break;
+            }
+            flags[k] |= NEGATED;
         }
     }
 }

@@ -28,11 +28,15 @@ pub(crate) enum Feature {
     TroponinRise,
     /// Neutrophils < 1.0 × 10⁹/L (or < 1000 per µL): "neutrophils 0.3", "ANC 400".
     Neutropenia,
+    /// A bare decimal from 38.0 to 41.9 with no unit and no other measurement's name before it
+    /// ("parents measured 38.5 under the arm", "twin B 38.4 on two readings"): in an infant
+    /// note this is a temperature. Only the infant rule uses it.
+    BareTemp,
 }
 
 impl Feature {
     /// Every feature with its name in the rule file.
-    pub const ALL: [(Feature, &'static str); 10] = [
+    pub const ALL: [(Feature, &'static str); 11] = [
         (Feature::FeverTemp, "@fever_temp"),
         (Feature::HypotensionBp, "@hypotension_bp"),
         (Feature::TachycardiaHr, "@tachycardia_hr"),
@@ -43,6 +47,7 @@ impl Feature {
         (Feature::HighLactate, "@high_lactate"),
         (Feature::TroponinRise, "@troponin_rise"),
         (Feature::Neutropenia, "@neutropenia"),
+        (Feature::BareTemp, "@bare_temp"),
     ];
 
     /// The feature named `name` (with its `@`).
@@ -78,6 +83,81 @@ const TEMP_CUES: &[&str] = &[
     "spiked",
     "spiking",
     "spike",
+    "temp's",
+    "temps",
+    "axillary",
+    "axilla",
+    "tympanic",
+    "rectal",
+    "measured",
+    "hot",
+];
+/// Words before a bare decimal that name some other measurement ("Hct 38.5", "born at 38.5").
+const NOT_TEMP_BEFORE: &[&str] = &[
+    "hb",
+    "hgb",
+    "hct",
+    "haematocrit",
+    "hematocrit",
+    "pcv",
+    "glucose",
+    "bg",
+    "bm",
+    "cbg",
+    "ga",
+    "gestation",
+    "at",
+    "weight",
+    "wt",
+    "weighs",
+    "weighing",
+    "hc",
+    "head",
+    "length",
+    "crp",
+    "wcc",
+    "wbc",
+    "bilirubin",
+    "sbr",
+    "centile",
+    "bmi",
+    "albumin",
+    "alb",
+    "k",
+    "na",
+    "cr",
+    "urea",
+    "ph",
+    "pco2",
+    "po2",
+    "lactate",
+    "sats",
+    "spo2",
+    "hr",
+    "rr",
+    "bp",
+    "inr",
+    "aptt",
+    "pt",
+    "ptt",
+    "fib",
+    "plt",
+    "plts",
+    "mcv",
+    "tsh",
+    "ft4",
+    "ck",
+    "age",
+    "aged",
+    "week",
+    "weeks",
+    "wk",
+    "day",
+    "days",
+    "dose",
+    "ml",
+    "mg",
+    "kg",
 ];
 const BP_CUES: &[&str] = &[
     "bp",
@@ -159,12 +239,49 @@ fn age_unit(u: &str) -> Option<f64> {
     }
 }
 
+/// "ten" → 10: number words, for ages written out ("ten-week-old twin").
+fn word_number(w: &str) -> Option<f64> {
+    const WORDS: [&str; 13] = [
+        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+        "eleven", "twelve",
+    ];
+    WORDS
+        .iter()
+        .position(|x| *x == w)
+        .and_then(|n| u32::try_from(n).ok())
+        .map(f64::from)
+}
+
+/// True when one of the `back` words before `i` (same sentence) is in `cues` and no number
+/// stands between it and `i` ("lactate 5.1 drawn 10 min after": 10 is not a lactate).
+fn cue_right_before(doc: &Doc, i: usize, back: usize, cues: &[&str]) -> bool {
+    let Some(t) = doc.toks.get(i) else {
+        return false;
+    };
+    for k in 1..=back {
+        let Some(j) = i.checked_sub(k) else {
+            return false;
+        };
+        if doc.toks[j].sentence != t.sentence {
+            return false;
+        }
+        if cues.contains(&doc.word(j)) {
+            return true;
+        }
+        if number(doc.word(j)).is_some() {
+            return false;
+        }
+    }
+    false
+}
+
 /// Every feature found, as (word index, feature).
 pub(crate) fn find(doc: &Doc) -> Vec<(usize, Feature)> {
     let mut out = Vec::new();
     for i in 0..doc.toks.len() {
         let word = doc.word(i);
-        let Some((value, unit)) = number(word) else {
+        let spelled = word_number(word);
+        let Some((value, unit)) = number(word).or(spelled.map(|v| (v, ""))) else {
             continue;
         };
         let next = doc.word(i + 1);
@@ -179,15 +296,41 @@ pub(crate) fn find(doc: &Doc) -> Vec<(usize, Feature)> {
         } else {
             unit
         };
+        if spelled.is_some() {
+            // a number word only ever gives an age ("ten-week-old")
+            let days_per = age_unit(doc.word(i + 1));
+            if let Some(d) = days_per {
+                if same_sentence(i + 2) && doc.word(i + 2) == "old" && value * d < 90.0 {
+                    let animal = (i + 3..i + 5).any(|j| ANIMALS.contains(&doc.word(j)));
+                    if !animal {
+                        out.push((i, Feature::InfantUnder3Months));
+                    }
+                }
+            }
+            continue;
+        }
         let celsius = matches!(unit_t, "c" | "degc" | "celsius");
         let fahrenheit = matches!(unit_t, "f" | "degf" | "fahrenheit");
+        // "104/60" is a blood pressure, "38/40" a gestation: not a temperature
+        let fraction =
+            doc.toks[i].slash_before || doc.toks.get(i + 1).is_some_and(|t| t.slash_before);
         let temp_context = cue_before(doc, i, 5, TEMP_CUES)
             && !NOT_TEMP_UNITS.contains(&unit_t)
-            && !NOT_TEMP_UNITS.contains(&unit);
+            && !NOT_TEMP_UNITS.contains(&unit)
+            && !fraction;
         if (celsius || temp_context && !fahrenheit) && (38.0..=43.5).contains(&value)
             || (fahrenheit || temp_context && !celsius) && (100.4..=110.0).contains(&value)
         {
             out.push((i, Feature::FeverTemp));
+        }
+        if word.contains('.')
+            && (unit.is_empty() || celsius)
+            && (38.0..42.0).contains(&value)
+            && !fraction
+            && !NOT_TEMP_UNITS.contains(&unit_t)
+            && !cue_before(doc, i, 3, NOT_TEMP_BEFORE)
+        {
+            out.push((i, Feature::BareTemp));
         }
         // blood pressure: "BP 82/50", "SBP 85", "MAP 58", or a bare "84/52"
         let diastolic = doc
@@ -291,12 +434,15 @@ pub(crate) fn find(doc: &Doc) -> Vec<(usize, Feature)> {
                     doc.toks[j].sentence == doc.toks[i].sentence && pregnant(doc.word(j))
                 })
             });
-            if after_ok || before_ok {
+            // "I'm 6 weeks": only a pregnant woman gives her own age in weeks
+            let first_person = cue_before(doc, i, 1, &["i'm", "im"])
+                || doc.word(i.wrapping_sub(1)) == "am" && doc.word(i.wrapping_sub(2)) == "i";
+            if after_ok || before_ok || first_person {
                 out.push((i, Feature::EarlyPregnancy));
             }
         }
         // lactate ≥ 2 mmol/L, or ≥ 18 mg/dL when the unit says so
-        if cue_before(doc, i, 3, LACTATE_CUES) && diastolic.is_none() {
+        if cue_right_before(doc, i, 3, LACTATE_CUES) && diastolic.is_none() {
             let mg_dl = unit == "mg" || next == "mg";
             let high = if mg_dl {
                 (18.0..300.0).contains(&value)
@@ -324,6 +470,26 @@ pub(crate) fn find(doc: &Doc) -> Vec<(usize, Feature)> {
             && (value < 1.0 || (10.0..1000.0).contains(&value) && value.fract() == 0.0)
         {
             out.push((i, Feature::Neutropenia));
+        }
+        // "6/52 by dates", "7/52 pregnant": weeks as a fraction of 52 with a pregnancy word
+        if unit.is_empty()
+            && next == "52"
+            && doc.toks.get(i + 1).is_some_and(|t| t.slash_before)
+            && (3.0..=14.0).contains(&value)
+            && (i + 2..i + 5).any(|j| {
+                same_sentence(j)
+                    && matches!(
+                        doc.word(j),
+                        "dates"
+                            | "pregnant"
+                            | "gestation"
+                            | "pregnancy"
+                            | "amenorrhoea"
+                            | "amenorrhea"
+                    )
+            })
+        {
+            out.push((i, Feature::EarlyPregnancy));
         }
         if unit.is_empty()
             && next == "40"
@@ -356,7 +522,12 @@ mod tests {
             "38.6c",
             "spiked 38.3 at 0400",
         ] {
-            assert_eq!(features(t), [Feature::FeverTemp], "{t}");
+            // a decimal in range is also a bare temperature (used by the infant rule only)
+            let f: Vec<Feature> = features(t)
+                .into_iter()
+                .filter(|f| *f != Feature::BareTemp)
+                .collect();
+            assert_eq!(f, [Feature::FeverTemp], "{t}");
         }
         for t in [
             "T 37.2",
@@ -455,6 +626,40 @@ mod tests {
     }
 
     #[test]
+    fn bare_temperatures_spelled_ages_and_first_lactate() {
+        for t in [
+            "parents measured 38.5 under the arm",
+            "twin B 38.4 on two readings",
+            "one of them is 38.2",
+        ] {
+            assert!(features(t).contains(&Feature::BareTemp), "{t}");
+        }
+        for t in [
+            "Hct 38.5",
+            "born at 38.5 weeks",
+            "GA 38.4",
+            "38 weeks",
+            "weight 39.5 kg",
+            "seen 38.5/40",
+        ] {
+            assert!(!features(t).contains(&Feature::BareTemp), "{t}");
+        }
+        assert_eq!(
+            features("axillary 38.0"),
+            [Feature::FeverTemp, Feature::BareTemp]
+        );
+        assert_eq!(features("temp's 39"), [Feature::FeverTemp]);
+        assert!(features("temp 37.2, BP 104/60").is_empty());
+        assert_eq!(features("Ten-week-old twin"), [Feature::InfantUnder3Months]);
+        assert!(features("ten year old").is_empty());
+        assert!(features("two week old kitten").is_empty());
+        assert_eq!(
+            features("lactate 5.1 drawn 10 min after"),
+            [Feature::HighLactate]
+        );
+    }
+
+    #[test]
     fn early_pregnancy() {
         for t in [
             "7 weeks pregnant",
@@ -462,6 +667,8 @@ mod tests {
             "pregnant at 8 weeks",
             "6/40",
             "about 6 weeks along",
+            "I'm 6 weeks, scan booked",
+            "6/52 by dates",
         ] {
             assert_eq!(features(t), [Feature::EarlyPregnancy], "{t}");
         }
@@ -470,6 +677,9 @@ mod tests {
             "cough for 6 weeks",
             "34/40",
             "30 weeks along",
+            "I'm 30 weeks",
+            "34/52 by dates",
+            "seen 6/52 ago",
         ] {
             assert!(features(t).is_empty(), "{t}");
         }

@@ -88,6 +88,8 @@ pub(crate) enum Tag {
     Term { rule: u16, group: u16 },
     /// A phrase that stops `rule`'s terms matching on its words (a look-alike).
     Exclude { rule: u16 },
+    /// A phrase that, affirmed, takes the term groups of `rule`'s suppressor `index` out of play.
+    Suppress { rule: u16, index: u16 },
     /// A context cue.
     Cue(Cue),
 }
@@ -107,6 +109,8 @@ pub(crate) enum Cue {
     Scenario,
     PatientSpecific,
     Terminator,
+    Resolved,
+    NegationSentence,
 }
 
 /// A phrase found in a text: words `start..end`.

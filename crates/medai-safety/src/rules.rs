@@ -88,6 +88,14 @@ struct CuesDef {
     scenario: Vec<String>,
     patient_specific: Vec<String>,
     terminators: Vec<String>,
+    /// An episode that is over ("discharged well", "responded to fluids", "now home"): the
+    /// findings before it in its sentence are history, back to a contrast ("but", "now").
+    #[serde(default)]
+    resolved: Vec<String>,
+    /// An answer that denies everything asked before it in the sentence ("asked about self-harm
+    /// and thoughts of ending her life - says never").
+    #[serde(default)]
+    negation_sentence: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -102,6 +110,17 @@ struct RuleDef {
     exclude: Vec<String>,
     #[serde(rename = "pattern", default)]
     patterns: Vec<PatternDef>,
+    /// Findings that take some of the rule's term groups out of play ("confirmed IUP" for the
+    /// pregnancy of an ectopic, "including the forehead" for a facial weakness).
+    #[serde(default)]
+    suppress: Vec<SuppressDef>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SuppressDef {
+    groups: Vec<String>,
+    phrases: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -145,6 +164,8 @@ pub struct Rule {
     title: String,
     notice: String,
     pub(crate) patterns: Vec<Pattern>,
+    /// For each `[[rule.suppress]]`, the term groups an affirmed phrase of it takes out of play.
+    pub(crate) suppress: Vec<Vec<u16>>,
 }
 
 impl Rule {
@@ -271,6 +292,12 @@ fn compile(file: FileDef) -> Result<RuleSet, RuleError> {
     for (field, phrases, cue) in [
         ("scenario", &cues.scenario, Cue::Scenario),
         ("history_clause", &cues.history_clause, Cue::HistoryClause),
+        ("resolved", &cues.resolved, Cue::Resolved),
+        (
+            "negation_sentence",
+            &cues.negation_sentence,
+            Cue::NegationSentence,
+        ),
     ] {
         for p in phrases {
             let words = parse_phrase(p).map_err(|e| invalid("(cues)", field, e))?;
@@ -466,6 +493,41 @@ fn compile(file: FileDef) -> Result<RuleSet, RuleError> {
                 within,
             });
         }
+        let mut suppress = Vec::with_capacity(def.suppress.len());
+        for (k, sup) in def.suppress.iter().enumerate() {
+            let field = format!("suppress[{k}]");
+            if sup.groups.is_empty() || sup.phrases.is_empty() {
+                return Err(invalid(
+                    &rid,
+                    &field,
+                    "must name at least one term group and list at least one phrase",
+                ));
+            }
+            let mut groups = Vec::with_capacity(sup.groups.len());
+            for name in &sup.groups {
+                let g = names.iter().position(|n| n == &name).ok_or_else(|| {
+                    invalid(
+                        &rid,
+                        format!("{field}.groups"),
+                        format!("{name:?} is not a term group of this rule"),
+                    )
+                })?;
+                groups.push(u16::try_from(g).unwrap_or(u16::MAX));
+            }
+            let idx = u16::try_from(k).unwrap_or(u16::MAX);
+            for p in &sup.phrases {
+                let words =
+                    parse_phrase(p).map_err(|e| invalid(&rid, format!("{field}.phrases"), e))?;
+                lexicon.add(
+                    words,
+                    Tag::Suppress {
+                        rule: r16,
+                        index: idx,
+                    },
+                );
+            }
+            suppress.push(groups);
+        }
         if let Some(g) = used.iter().position(|u| !u) {
             return Err(invalid(
                 &rid,
@@ -479,6 +541,7 @@ fn compile(file: FileDef) -> Result<RuleSet, RuleError> {
             title: def.title.trim().to_string(),
             notice: notice.to_string(),
             patterns,
+            suppress,
         });
     }
     Ok(RuleSet {

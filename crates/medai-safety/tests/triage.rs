@@ -16,7 +16,7 @@ fn fired(text: &str) -> Vec<String> {
 #[test]
 fn builtin_rule_set_loads_with_the_required_rules() {
     let rules = RuleSet::builtin().unwrap();
-    assert_eq!(rules.version(), "1.4.0");
+    assert_eq!(rules.version(), "1.5.0");
     let ids: Vec<&str> = rules.rules().iter().map(|r| r.id()).collect();
     for id in [
         "acs",
@@ -116,10 +116,10 @@ fn a_hit_carries_the_rule_and_offsets_of_its_evidence() {
     let text = "Now c/o chest pain with diaphoresis.";
     let t = rules.triage(text);
     assert!(t.flagged);
-    assert_eq!(t.rule_set_version, "1.4.0");
+    assert_eq!(t.rule_set_version, "1.5.0");
     let hit = &t.hits[0];
     assert_eq!(hit.rule_id, "acs");
-    assert_eq!(hit.rule_version, 4);
+    assert_eq!(hit.rule_version, 5);
     assert!(hit.notice.contains("decision support"));
     let words: Vec<&str> = hit.evidence.iter().map(|e| &text[e.start..e.end]).collect();
     assert_eq!(words, ["chest pain", "diaphoresis"]);
@@ -136,7 +136,7 @@ fn invalid_rule_files_are_refused_naming_rule_and_field() {
     let cases: &[(&str, &str, &str)] = &[
         ("id = \"stroke\"", "id = \"acs\"", "rule \"acs\", field `id`: another rule"),
         ("id = \"stroke\"", "id = \"Stroke!\"", "field `id`"),
-        ("version = 3\ntitle = \"Possible acute stroke\"", "version = 0\ntitle = \"Possible acute stroke\"", "rule \"stroke\", field `version`"),
+        ("version = 4\ntitle = \"Possible acute stroke\"", "version = 0\ntitle = \"Possible acute stroke\"", "rule \"stroke\", field `version`"),
         ("This is decision support, not a diagnosis; it does not replace clinical judgement.\"\n\n[rule.terms]\nface", "Act now.\"\n\n[rule.terms]\nface", "rule \"stroke\", field `notice`"),
         ("groups = [\"face\", \"arm\", \"speech\", \"vision\"]", "groups = [\"face\", \"arms\", \"speech\", \"vision\"]", "rule \"stroke\", field `pattern[0].groups`: \"arms\" is not a term group"),
         ("min = 2\nwithin = 30", "min = 5\nwithin = 30", "field `pattern[0].min`"),
@@ -148,7 +148,7 @@ fn invalid_rule_files_are_refused_naming_rule_and_field() {
         ("\"diaphore*\",", "\"di*\",", "rule \"acs\", field `terms.associated`"),
         ("[[rule.pattern]]\ngroups = [\"infant\", \"fever\"]\nwithin = 80", "[[rule.pattern]]\ngroups = [\"infant\"]", "field `terms.fever`: this term group is used by no pattern"),
         ("negation_window = 7", "negation_window = 0", "rule \"(cues)\", field `negation_window`"),
-        ("version = \"1.4.0\"", "version = \"\"", "rule \"(ruleset)\", field `version`"),
+        ("version = \"1.5.0\"", "version = \"\"", "rule \"(ruleset)\", field `version`"),
         ("id = \"stroke\"", "id = \"stroke\"\ncolour = \"red\"", "unknown field `colour`"),
         ("[cues]", "[cues", "not a valid rule set"),
     ];
@@ -258,5 +258,92 @@ fn phrases_added_in_1_4_0_fire_only_in_their_narrow_sense() {
     assert_eq!(
         fired("Teaching for FY1s tomorrow: adrenaline dose in anaphylaxis for a 6-year-old?"),
         none
+    );
+}
+
+#[test]
+fn engine_cues_added_in_1_5_0() {
+    let none: Vec<String> = Vec::new();
+    // a question answered "no" is negated as a whole, with or without a speaker label
+    assert_eq!(
+        fired("They asked chest pain? no. Face droop? no. Arm weakness? no. Just a cold."),
+        none
+    );
+    assert_eq!(
+        fired("Nurse: slurred speech or face drooping?\nPt: no, just the usual headache"),
+        none
+    );
+    assert_eq!(
+        fired("Nurse: slurred speech or face drooping?\nDaughter: yes, since 10 minutes ago"),
+        ["stroke"]
+    );
+    // an episode that is over: the findings before it in the sentence are history
+    assert_eq!(
+        fired("Anaphylaxis to penicillin treated in ED last night, observed 12h, discharged well."),
+        none
+    );
+    assert_eq!(
+        fired("Hives and wheeze after peanuts this morning, adrenaline given, fully settled."),
+        none
+    );
+    // ... back to a contrast only
+    assert_eq!(
+        fired("Discharged well last week but now hives and wheeze after peanuts, lips swelling."),
+        ["anaphylaxis"]
+    );
+    // an answer that denies everything asked in its sentence
+    assert_eq!(
+        fired("Asked directly about self-harm and thoughts of ending her life - says never."),
+        none
+    );
+    // suppressors: a confirmed IUP locates the pregnancy; a forehead-involving facial weakness
+    // is a Bell's palsy, but an arm or speech finding still counts
+    assert_eq!(
+        fired("8/40, confirmed IUP with heartbeat on scan last week, light spotting today."),
+        none
+    );
+    assert_eq!(
+        fired("8/40, no IUP confirmed yet, light spotting today and L sided pain."),
+        ["ectopic_pregnancy"]
+    );
+    assert_eq!(
+        fired("Woke with R facial weakness including the forehead, can't close the eye."),
+        none
+    );
+    assert_eq!(
+        fired("Woke with R facial weakness including the forehead and slurred speech."),
+        ["stroke"]
+    );
+    // bare temperatures, spelled ages and the mother's postnatal check in the infant rule
+    assert_eq!(
+        fired("Phone triage: 10-week-old, parents measured 38.5 under the arm twice."),
+        ["infant_fever"]
+    );
+    assert_eq!(fired("Ten-week-old twin with temp 38.4."), ["infant_fever"]);
+    assert_eq!(
+        fired(
+            "Postnatal check for mum (6wk): mood good. Baby's had a temp of 38.4 since last night."
+        ),
+        ["infant_fever"]
+    );
+    assert_eq!(
+        fired("Postnatal check for mum (6wk): baby's temp 37.1, feeding well."),
+        none
+    );
+    assert_eq!(fired("6wk old, Hct 38.5, feeding well."), none);
+}
+
+#[test]
+fn suppress_tables_are_validated() {
+    let text = BUILTIN_RULES.replacen(
+        "[[rule.suppress]]\ngroups = [\"face\"]",
+        "[[rule.suppress]]\ngroups = [\"faces\"]",
+        1,
+    );
+    assert_ne!(text, BUILTIN_RULES);
+    let err = RuleSet::from_toml(&text).unwrap_err().to_string();
+    assert!(
+        err.contains("rule \"stroke\", field `suppress[0].groups`"),
+        "{err}"
     );
 }
