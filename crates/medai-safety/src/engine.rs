@@ -125,7 +125,8 @@ impl RuleSet {
                     continue;
                 }
                 for &(f, rule, group) in &self.features {
-                    if f == feature && !suppressed.contains(&(rule, group)) {
+                    // a look-alike phrase takes its numbers out too ("mum's temp 38.4")
+                    if f == feature && !suppressed.contains(&(rule, group)) && !excluded(rule, i) {
                         occurrences.push(Occurrence {
                             rule,
                             group,
@@ -190,6 +191,15 @@ impl RuleSet {
                 _ => {}
             }
         }
+        // for each word, the end of the longest term (of any rule) that starts there
+        let mut term_end = vec![0usize; n];
+        for f in found {
+            if let Tag::Term { .. } = f.tag {
+                if let Some(e) = term_end.get_mut(f.start) {
+                    *e = (*e).max(f.end);
+                }
+            }
+        }
         let w = self.windows;
         for f in found {
             let Tag::Cue(cue) = f.tag else { continue };
@@ -200,13 +210,17 @@ impl RuleSet {
                 Cue::NegationPre => {
                     forward(doc, &terminator, &mut flags, f.end, w.negation, NEGATED)
                 }
-                Cue::NegationNear => forward(doc, &terminator, &mut flags, f.end, w.near, NEGATED),
+                // "not" negates within its own clause: "AF not anticoagulated, sudden vision
+                // loss" leaves "sudden" affirmed
+                Cue::NegationNear => {
+                    forward_in_clause(doc, &terminator, &mut flags, f.end, w.near, NEGATED);
+                }
                 Cue::NegationPost => {
                     backward(doc, &terminator, &mut flags, f.start, w.post, NEGATED)
                 }
                 Cue::HistoryPre => forward(doc, &terminator, &mut flags, f.end, w.history, HISTORY),
                 Cue::HistoryClause => {
-                    forward_in_clause(doc, &terminator, &mut flags, f.end, w.history, HISTORY);
+                    known_reach(doc, &terminator, &term_end, &mut flags, f.end, w.history);
                 }
                 Cue::HistoryPost => {
                     backward(doc, &terminator, &mut flags, f.start, w.history, HISTORY)
@@ -236,6 +250,7 @@ impl RuleSet {
             }
         }
         negative_answers(doc, &mut flags);
+        unchecked_boxes(doc, &mut flags);
         for (i, t) in doc.toks.iter().enumerate() {
             let s = t.sentence as usize;
             if education[s] && !patient[s] || scenario_from.is_some_and(|from| s >= from) {
@@ -311,6 +326,48 @@ fn forward_in_clause(
             break;
         }
         flags[k] |= flag;
+    }
+}
+
+/// The reach of a clause-bound history cue ("known", "chronic"): forward within the clause like
+/// `forward_in_clause`, but only over the condition it names: it ends after the first term,
+/// unless "and", "or" or "with" joins another to it. "known varices vomiting bright red blood"
+/// and "known latex sensitivity developed hives" leave the new finding affirmed; "chronic L
+/// weakness and slurred speech" stays history as a whole.
+fn known_reach(
+    doc: &Doc,
+    terminator: &[bool],
+    term_end: &[usize],
+    flags: &mut [u8],
+    from: usize,
+    window: usize,
+) {
+    let Some(clause) = from
+        .checked_sub(1)
+        .and_then(|i| doc.toks.get(i))
+        .map(|t| t.clause)
+    else {
+        return;
+    };
+    let limit = (from + window).min(doc.toks.len());
+    let mut k = from;
+    while k < limit {
+        if doc.toks[k].clause != clause || terminator[k] {
+            return;
+        }
+        let end = term_end.get(k).copied().unwrap_or(0);
+        if end > k {
+            for f in flags.iter_mut().take(end).skip(k) {
+                *f |= HISTORY;
+            }
+            if !matches!(doc.word(end), "and" | "or" | "with") {
+                return;
+            }
+            k = end;
+            continue;
+        }
+        flags[k] |= HISTORY;
+        k += 1;
     }
 }
 
@@ -396,6 +453,32 @@ fn negative_answers(doc: &Doc, flags: &mut [u8]) {
     }
 }
 
+/// "[ ] hypotension", "☐ IUP confirmed on scan": an unticked box at the start of a line
+/// negates the line (a form or checklist item that was not found).
+fn unchecked_boxes(doc: &Doc, flags: &mut [u8]) {
+    for i in 0..doc.toks.len() {
+        let first = i == 0 || doc.toks[i].sentence != doc.toks[i - 1].sentence;
+        if !first {
+            continue;
+        }
+        let from = i.checked_sub(1).map_or(0, |j| doc.toks[j].end);
+        let gap = doc.lower.get(from..doc.toks[i].start).unwrap_or("");
+        // only what stands on the item's own line
+        let line = gap.rsplit('\n').next().unwrap_or("");
+        let squeezed: String = line.chars().filter(|c| !c.is_whitespace()).collect();
+        if !(squeezed.contains("[]") || squeezed.contains('\u{2610}')) {
+            continue;
+        }
+        let sentence = doc.toks[i].sentence;
+        for (k, t) in doc.toks.iter().enumerate().skip(i) {
+            if t.sentence != sentence {
+                break;
+            }
+            flags[k] |= NEGATED;
+        }
+    }
+}
+
 /// Whether `pattern` holds over a rule's affirmed occurrences (sorted by start); the evidence
 /// if so.
 fn satisfied(pattern: &Pattern, occ: &[Occurrence], doc: &Doc) -> Option<Vec<Evidence>> {
@@ -450,4 +533,44 @@ fn satisfied(pattern: &Pattern, occ: &[Occurrence], doc: &Doc) -> Option<Vec<Evi
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::text::tokenize;
+
+    #[test]
+    fn unticked_boxes_negate_their_line_only() {
+        let doc = tokenize("Checklist:\n[ ] wheeze\n[x] sneezing\nwheeze [ ]\nstridor");
+        let mut flags = vec![0u8; doc.toks.len()];
+        unchecked_boxes(&doc, &mut flags);
+        let negated: Vec<&str> = (0..doc.toks.len())
+            .filter(|&i| flags[i] & NEGATED != 0)
+            .map(|i| doc.word(i))
+            .collect();
+        assert_eq!(negated, ["wheeze"]);
+    }
+
+    #[test]
+    fn known_reaches_over_the_condition_and_joined_terms() {
+        // "known varices vomiting blood": the term "varices" (words 1..2) ends the reach
+        let doc = tokenize("known varices vomiting blood");
+        let terminator = vec![false; doc.toks.len()];
+        let mut term_end = vec![0usize; doc.toks.len()];
+        term_end[1] = 2;
+        term_end[2] = 4;
+        let mut flags = vec![0u8; doc.toks.len()];
+        known_reach(&doc, &terminator, &term_end, &mut flags, 1, 6);
+        assert_eq!(flags, [0, HISTORY, 0, 0]);
+        // "chronic weakness and slurring": "and" joins the next term
+        let doc = tokenize("chronic weakness and slurring today");
+        let terminator = vec![false; doc.toks.len()];
+        let mut term_end = vec![0usize; doc.toks.len()];
+        term_end[1] = 2;
+        term_end[3] = 4;
+        let mut flags = vec![0u8; doc.toks.len()];
+        known_reach(&doc, &terminator, &term_end, &mut flags, 1, 6);
+        assert_eq!(flags, [0, HISTORY, HISTORY, HISTORY, 0]);
+    }
 }

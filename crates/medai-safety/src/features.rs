@@ -32,11 +32,14 @@ pub(crate) enum Feature {
     /// ("parents measured 38.5 under the arm", "twin B 38.4 on two readings"): in an infant
     /// note this is a temperature. Only the infant rule uses it.
     BareTemp,
+    /// A haemoglobin that falls by 20 g/L (2 g/dL) or more between two values ("Hb 128 -> 79",
+    /// "Hb 11.2 to 8.9", "Hb dropped from 120 to 85").
+    HbDrop,
 }
 
 impl Feature {
     /// Every feature with its name in the rule file.
-    pub const ALL: [(Feature, &'static str); 11] = [
+    pub const ALL: [(Feature, &'static str); 12] = [
         (Feature::FeverTemp, "@fever_temp"),
         (Feature::HypotensionBp, "@hypotension_bp"),
         (Feature::TachycardiaHr, "@tachycardia_hr"),
@@ -48,6 +51,7 @@ impl Feature {
         (Feature::TroponinRise, "@troponin_rise"),
         (Feature::Neutropenia, "@neutropenia"),
         (Feature::BareTemp, "@bare_temp"),
+        (Feature::HbDrop, "@hb_drop"),
     ];
 
     /// The feature named `name` (with its `@`).
@@ -206,6 +210,12 @@ const TROPONIN_CUES: &[&str] = &[
     "hstnt",
     "hstrop",
     "troponins",
+];
+const HB_CUES: &[&str] = &["hb", "hgb", "haemoglobin", "hemoglobin"];
+/// Words that may stand between two haemoglobin values of a fall ("Hb 128 -> 79",
+/// "Hb from 120 down to 85"); any other word ("Hb 128 MCV 79") breaks the pair.
+const HB_LINKS: &[&str] = &[
+    "to", "then", "now", "down", "dropped", "dropping", "fell", "falling", "fallen", "from", "and",
 ];
 const NEUTROPHIL_CUES: &[&str] = &["neutrophils", "neuts", "anc", "neutrophil", "neut"];
 /// Words after a number that make it something other than a temperature.
@@ -409,7 +419,9 @@ pub(crate) fn find(doc: &Doc) -> Vec<(usize, Feature)> {
                 _ => None,
             };
             if let Some(days_per) = days_per {
+                // "pt 11/52 / old" hard-wrapped: "old" after a fraction is always an age
                 let aged = (same_sentence(i + 2) && AGE_NOUNS.contains(&doc.word(i + 2)))
+                    || doc.word(i + 2) == "old"
                     || cue_before(doc, i, 2, AGE_CUES_BEFORE);
                 let animal = (i + 2..i + 4).any(|j| ANIMALS.contains(&doc.word(j)));
                 if aged && !animal && value >= 0.0 && value * days_per < 90.0 {
@@ -418,6 +430,17 @@ pub(crate) fn find(doc: &Doc) -> Vec<(usize, Feature)> {
             }
         }
         if unit.is_empty() && value < 90.0 && cue_before(doc, i, 1, &["dol"]) {
+            out.push((i, Feature::InfantUnder3Months));
+        }
+        // "day 12 of life", "day 5 baby", "postnatal day 4 neonate": a day of life
+        if unit.is_empty()
+            && value < 90.0
+            && value.fract() == 0.0
+            && cue_before(doc, i, 1, &["day"])
+            && same_sentence(i + 1)
+            && (next == "of" && doc.word(i + 2) == "life" && same_sentence(i + 2)
+                || matches!(next, "baby" | "infant" | "neonate" | "newborn"))
+        {
             out.push((i, Feature::InfantUnder3Months));
         }
         // early pregnancy: "7 weeks pregnant", "GA 6 wks", "6/40", "pregnant at 8 weeks"
@@ -461,6 +484,55 @@ pub(crate) fn find(doc: &Doc) -> Vec<(usize, Feature)> {
             if let Some((second, _)) = later {
                 if value > 0.0 && second >= value * 1.5 {
                     out.push((i, Feature::TroponinRise));
+                }
+            }
+        }
+        // a haemoglobin that falls: "Hb 128 -> 79", "Hb dropped from 120 to 85"
+        if cue_before(doc, i, 3, HB_CUES) && unit.is_empty() && !doc.toks[i].slash_before {
+            let mut j = i + 1;
+            while j < doc.toks.len() && j <= i + 4 && HB_LINKS.contains(&doc.word(j)) {
+                j += 1;
+            }
+            let later = (j <= i + 4 && same_sentence(j))
+                .then(|| number(doc.word(j)))
+                .flatten()
+                .filter(|(_, u)| u.is_empty() || matches!(*u, "g"));
+            if let Some((second, _)) = later {
+                let grams_per_litre = (40.0..=200.0).contains(&value) && value.fract() == 0.0;
+                let grams_per_dl = (4.0..=20.0).contains(&value) && !grams_per_litre;
+                if grams_per_litre && second >= 20.0 && value - second >= 20.0
+                    || grams_per_dl && second >= 2.0 && value - second >= 2.0
+                {
+                    out.push((i, Feature::HbDrop));
+                }
+            }
+        }
+        // "5+3 by LMP", "GA 6+2", "8+1/40": weeks+days of an early pregnancy
+        let plus_days = doc.toks.get(i + 1).filter(|t| {
+            same_sentence(i + 1)
+                && doc.lower.get(doc.toks[i].end..t.start) == Some("+")
+                && doc.word(i + 1).len() == 1
+        });
+        if unit.is_empty() && (3.0..=14.0).contains(&value) && value.fract() == 0.0 {
+            if let Some((d, "")) = plus_days.and_then(|_| number(next)) {
+                let dated =
+                    (i + 2..i + 5).any(|j| {
+                        same_sentence(j)
+                            && matches!(
+                                doc.word(j),
+                                "lmp"
+                                    | "dates"
+                                    | "pregnant"
+                                    | "gestation"
+                                    | "weeks"
+                                    | "wks"
+                                    | "40"
+                                    | "scan"
+                                    | "edd"
+                            )
+                    }) || cue_before(doc, i, 2, &["ga", "gestation", "pregnant", "g1p0", "lmp"]);
+                if d <= 6.0 && dated {
+                    out.push((i, Feature::EarlyPregnancy));
                 }
             }
         }
@@ -521,6 +593,7 @@ mod tests {
             "39.1°C",
             "38.6c",
             "spiked 38.3 at 0400",
+            "temperature 38,7",
         ] {
             // a decimal in range is also a bare temperature (used by the infant rule only)
             let f: Vec<Feature> = features(t)
@@ -680,8 +753,55 @@ mod tests {
             "I'm 30 weeks",
             "34/52 by dates",
             "seen 6/52 ago",
+            "22+3 weeks",
+            "GCS 5+3",
+            "5+3",
         ] {
             assert!(features(t).is_empty(), "{t}");
+        }
+        for t in ["5+3 by LMP", "GA 6+2", "8+1/40", "7+0 weeks"] {
+            assert!(features(t).contains(&Feature::EarlyPregnancy), "{t}");
+        }
+    }
+
+    #[test]
+    fn haemoglobin_drop() {
+        for t in [
+            "Hb 128 -> 79",
+            "Hb 11.2 to 8.9",
+            "Hb dropped from 120 to 85",
+            "haemoglobin 132 then 98",
+        ] {
+            assert!(features(t).contains(&Feature::HbDrop), "{t}");
+        }
+        for t in [
+            "Hb 128 MCV 79",
+            "Hb 128 -> 118",
+            "Hb 79 -> 128",
+            "Hb 11.2 to 10.1",
+            "Hb 94",
+            "BP 128/79",
+        ] {
+            assert!(!features(t).contains(&Feature::HbDrop), "{t}");
+        }
+    }
+
+    #[test]
+    fn day_of_life_and_wrapped_ages() {
+        for t in [
+            "Day 12 of life, pyrexial",
+            "day 5 baby back in",
+            "pt 11/52\n old",
+        ] {
+            assert!(features(t).contains(&Feature::InfantUnder3Months), "{t}");
+        }
+        for t in [
+            "day 3 of illness",
+            "day 120 of life",
+            "day 5 of antibiotics",
+            "7/52 history",
+        ] {
+            assert!(!features(t).contains(&Feature::InfantUnder3Months), "{t}");
         }
     }
 }

@@ -147,7 +147,20 @@ pub(crate) fn number(word: &str) -> Option<(f64, &str)> {
     if split == 0 {
         return None;
     }
-    let digits: String = word[..split].chars().filter(|&c| c != ',').collect();
+    let raw = &word[..split];
+    // "38,7": a single comma followed by one or two digits is a decimal comma (European
+    // writing); "1,000" keeps its thousands separator
+    let decimal_comma = raw.matches(',').count() == 1
+        && !raw.contains('.')
+        && raw
+            .rsplit(',')
+            .next()
+            .is_some_and(|d| (1..=2).contains(&d.len()));
+    let digits: String = if decimal_comma {
+        raw.replace(',', ".")
+    } else {
+        raw.chars().filter(|&c| c != ',').collect()
+    };
     let value: f64 = digits.parse().ok()?;
     value.is_finite().then_some((value, &word[split..]))
 }
@@ -189,6 +202,9 @@ mod tests {
         assert_eq!(number("38.5c"), Some((38.5, "c")));
         assert_eq!(number("6wk"), Some((6.0, "wk")));
         assert_eq!(number("1,000"), Some((1000.0, "")));
+        assert_eq!(number("38,7"), Some((38.7, "")));
+        assert_eq!(number("38,75c"), Some((38.75, "c")));
+        assert_eq!(number("12,500,000"), Some((12_500_000.0, "")));
         assert_eq!(number("wk"), None);
     }
 }

@@ -16,7 +16,7 @@ fn fired(text: &str) -> Vec<String> {
 #[test]
 fn builtin_rule_set_loads_with_the_required_rules() {
     let rules = RuleSet::builtin().unwrap();
-    assert_eq!(rules.version(), "1.5.0");
+    assert_eq!(rules.version(), "1.6.0");
     let ids: Vec<&str> = rules.rules().iter().map(|r| r.id()).collect();
     for id in [
         "acs",
@@ -116,10 +116,10 @@ fn a_hit_carries_the_rule_and_offsets_of_its_evidence() {
     let text = "Now c/o chest pain with diaphoresis.";
     let t = rules.triage(text);
     assert!(t.flagged);
-    assert_eq!(t.rule_set_version, "1.5.0");
+    assert_eq!(t.rule_set_version, "1.6.0");
     let hit = &t.hits[0];
     assert_eq!(hit.rule_id, "acs");
-    assert_eq!(hit.rule_version, 5);
+    assert_eq!(hit.rule_version, 6);
     assert!(hit.notice.contains("decision support"));
     let words: Vec<&str> = hit.evidence.iter().map(|e| &text[e.start..e.end]).collect();
     assert_eq!(words, ["chest pain", "diaphoresis"]);
@@ -136,7 +136,7 @@ fn invalid_rule_files_are_refused_naming_rule_and_field() {
     let cases: &[(&str, &str, &str)] = &[
         ("id = \"stroke\"", "id = \"acs\"", "rule \"acs\", field `id`: another rule"),
         ("id = \"stroke\"", "id = \"Stroke!\"", "field `id`"),
-        ("version = 4\ntitle = \"Possible acute stroke\"", "version = 0\ntitle = \"Possible acute stroke\"", "rule \"stroke\", field `version`"),
+        ("version = 5\ntitle = \"Possible acute stroke\"", "version = 0\ntitle = \"Possible acute stroke\"", "rule \"stroke\", field `version`"),
         ("This is decision support, not a diagnosis; it does not replace clinical judgement.\"\n\n[rule.terms]\nface", "Act now.\"\n\n[rule.terms]\nface", "rule \"stroke\", field `notice`"),
         ("groups = [\"face\", \"arm\", \"speech\", \"vision\"]", "groups = [\"face\", \"arms\", \"speech\", \"vision\"]", "rule \"stroke\", field `pattern[0].groups`: \"arms\" is not a term group"),
         ("min = 2\nwithin = 30", "min = 5\nwithin = 30", "field `pattern[0].min`"),
@@ -148,7 +148,7 @@ fn invalid_rule_files_are_refused_naming_rule_and_field() {
         ("\"diaphore*\",", "\"di*\",", "rule \"acs\", field `terms.associated`"),
         ("[[rule.pattern]]\ngroups = [\"infant\", \"fever\"]\nwithin = 80", "[[rule.pattern]]\ngroups = [\"infant\"]", "field `terms.fever`: this term group is used by no pattern"),
         ("negation_window = 7", "negation_window = 0", "rule \"(cues)\", field `negation_window`"),
-        ("version = \"1.5.0\"", "version = \"\"", "rule \"(ruleset)\", field `version`"),
+        ("version = \"1.6.0\"", "version = \"\"", "rule \"(ruleset)\", field `version`"),
         ("id = \"stroke\"", "id = \"stroke\"\ncolour = \"red\"", "unknown field `colour`"),
         ("[cues]", "[cues", "not a valid rule set"),
     ];
@@ -331,6 +331,97 @@ fn engine_cues_added_in_1_5_0() {
         none
     );
     assert_eq!(fired("6wk old, Hct 38.5, feeding well."), none);
+}
+
+#[test]
+fn false_alarms_known_in_1_5_0_are_fixed_in_1_6_0() {
+    let none: Vec<String> = Vec::new();
+    // the mother's fever at a postnatal check, next to the baby's normal temperature
+    assert_eq!(
+        fired(
+            "Postnatal check day 6: mum febrile 38.4, lochia offensive, ?endometritis; baby's \
+             temperature 36.9, feeding well."
+        ),
+        none
+    );
+    assert_eq!(
+        fired("Postnatal check at 10 days: mother's temperature 38.3, wound red; baby temp 36.8."),
+        none
+    );
+    // ... while the baby's own fever at the same check still fires
+    assert_eq!(
+        fired("Postnatal check day 8: mum well; baby's temp 38.3 axillary, sleepy."),
+        ["infant_fever"]
+    );
+    // night sweats are not a cold sweat
+    assert_eq!(
+        fired("58M with indigestion and sweating at night for 3 weeks, weight loss. ?lymphoma"),
+        none
+    );
+    assert_eq!(
+        fired("70M indigestion since lunch, cold sweat, pain going down his left arm."),
+        ["acs"]
+    );
+    // hypotension after an anaesthetic induction is not on its own anaphylaxis
+    assert_eq!(
+        fired("Intraoperative hypotension after induction, responded to metaraminol."),
+        none
+    );
+    assert_eq!(
+        fired("Bronchospasm and widespread flushing 3 min after induction, BP 60/35."),
+        ["anaphylaxis"]
+    );
+}
+
+#[test]
+fn engine_cues_added_in_1_6_0() {
+    let none: Vec<String> = Vec::new();
+    // an unticked box negates its line; a ticked one does not
+    assert_eq!(
+        fired("Allergy checklist:\n[ ] wheeze\n[ ] hypotension\n[x] sneezing\nHay fever."),
+        none
+    );
+    assert_eq!(
+        fired("Early pregnancy triage:\n[x] positive hCG\n[x] one-sided pain\n[ ] IUP confirmed on scan"),
+        ["ectopic_pregnancy"]
+    );
+    // "known"/"chronic" covers the condition it names, not a new finding after it ...
+    assert_eq!(
+        fired("Cirrhotic with known varices vomiting bright red blood by the bowlful, BP 84/50."),
+        ["severe_bleeding"]
+    );
+    // ... but reaches over a list joined by "and"
+    assert_eq!(
+        fired("Chronic left sided weakness and slurred speech since her stroke in 2019."),
+        none
+    );
+    // "not" negates within its own clause only
+    assert_eq!(
+        fired("AF not anticoagulated, sudden loss of vision in the L eye 1hr ago."),
+        ["stroke"]
+    );
+    assert_eq!(
+        fired("Not diaphoretic, no chest pain, SOB on stairs."),
+        none
+    );
+    // measured findings: a haemoglobin fall, a decimal comma, a day of life, weeks+days
+    assert_eq!(
+        fired("Fresh PR bleeding with clots since 0400, Hb 128 -> 79, on apixaban."),
+        ["severe_bleeding"]
+    );
+    assert_eq!(fired("Fresh PR bleeding, Hb 128 -> 121, obs normal."), none);
+    assert_eq!(
+        fired("Baby boy 2 months old, temperature 38,7 since last night."),
+        ["infant_fever"]
+    );
+    assert_eq!(
+        fired("Day 12 of life, pyrexial at 38.7, sleepier."),
+        ["infant_fever"]
+    );
+    assert_eq!(
+        fired("Now 5+3 by LMP, positive test, new sharp R pelvic pain."),
+        ["ectopic_pregnancy"]
+    );
 }
 
 #[test]
