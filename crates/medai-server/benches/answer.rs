@@ -16,8 +16,9 @@
 //! - first token = extra time to the first delta over the upstream's own time to first token;
 //! - after = upstream's last byte → `done` (last re-identification, store and audit the answer).
 //!
-//! `cargo bench -p medai-server --bench answer` (about a minute). SQLite always; PostgreSQL too
-//! when `MEDAI_TEST_POSTGRES_URL` is set. `MEDAI_BENCH_GAP_MS` sets the token pace (default 2).
+//! `cargo bench -p medai-server --bench answer`. SQLite always; PostgreSQL too when
+//! `MEDAI_TEST_POSTGRES_URL` is set. `MEDAI_BENCH_GAP_MS` sets the token pace (default 2; at 20
+//! the run takes about 4 minutes a backend); `MEDAI_BENCH_STREAMS=64` runs only that level.
 
 #![allow(
     clippy::unwrap_used,
@@ -320,7 +321,7 @@ async fn bench_on(
     // questions spread over one answer's duration, so `streams` answers are always in flight
     // (a steady load, not a burst). Each clinician's first answer warms up and is not measured.
     let answer_time = up.gap * (TOKENS as u32 + 1);
-    for (streams, per_clinician) in [(1usize, 21usize), (16, 5), (64, 3)] {
+    for (streams, per_clinician) in levels() {
         let client = client_rt.handle().clone();
         let cpu_before = server_cpu();
         let tasks: Vec<_> = (0..streams)
@@ -403,6 +404,20 @@ async fn bench_on(
     drop(clinicians);
     if let Ok(app) = Arc::try_unwrap(app) {
         drop(app);
+    }
+}
+
+/// Concurrency levels and answers per clinician (the first of each is a warm-up):
+/// `MEDAI_BENCH_STREAMS=64` runs one level; the default runs 1, 16 and 64 streams with at least
+/// 20 measured answers at 1 stream and 320 at 64, so that p99 is not one or two answers.
+fn levels() -> Vec<(usize, usize)> {
+    let all = [(1usize, 21usize), (16, 11), (64, 6)];
+    match std::env::var("MEDAI_BENCH_STREAMS") {
+        Ok(v) => {
+            let want: Vec<usize> = v.split(',').filter_map(|s| s.trim().parse().ok()).collect();
+            all.into_iter().filter(|(s, _)| want.contains(s)).collect()
+        }
+        Err(_) => all.to_vec(),
     }
 }
 

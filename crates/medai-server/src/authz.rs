@@ -91,18 +91,18 @@ pub async fn require_patient(
         return Err(deny(st, p, action, Some(patient_id), "role").await);
     }
     let mut conn = st.store.pool().acquire().await.map_err(StoreError::from)?;
-    if !patients::exists(&mut conn, patient_id).await? {
-        return Err(ApiError::NotFound("patient"));
-    }
     let mut relation = PatientRelation::default();
     if p.user.role.is_care_team_scoped() {
-        relation.on_care_team =
-            patients::on_users_care_team(&mut conn, &p.user.id, patient_id).await?;
+        relation.on_care_team = patients::care_team_standing(&mut conn, &p.user.id, patient_id)
+            .await?
+            .ok_or(ApiError::NotFound("patient"))?;
         if !relation.on_care_team {
             relation.break_glass = break_glass::active(&mut conn, &p.user.id, patient_id, st.now())
                 .await?
                 .is_some();
         }
+    } else if !patients::exists(&mut conn, patient_id).await? {
+        return Err(ApiError::NotFound("patient"));
     }
     drop(conn);
     let access = patient_access(p.user.role, action, relation);

@@ -443,20 +443,16 @@ pub async fn append_message(
     let provenance = m.provenance.map(serde_json::Value::to_string);
     let escalations = serde_json::to_string(m.escalations)
         .map_err(|e| StoreError::Corrupt(format!("escalations: {e}")))?;
+    // The next number in the conversation is taken in the insert itself: one statement, one
+    // round trip, no window between reading the last number and using it.
     let (seq,): (i64,) = sqlx::query_as(
-        "SELECT COALESCE(MAX(seq), 0) + 1 FROM conversation_messages WHERE conversation_id = $1",
-    )
-    .bind(m.conversation_id)
-    .fetch_one(&mut *conn)
-    .await?;
-    sqlx::query(
         "INSERT INTO conversation_messages (id, conversation_id, seq, kind, author_id, body_enc, \
          key_version, provenance, escalations, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         SELECT $1, $2, COALESCE(MAX(seq), 0) + 1, $3, $4, $5, $6, $7, $8, $9 \
+         FROM conversation_messages WHERE conversation_id = $2 RETURNING seq",
     )
     .bind(m.id)
     .bind(m.conversation_id)
-    .bind(seq)
     .bind(m.kind.as_str())
     .bind(m.author_id)
     .bind(body_enc)
@@ -464,7 +460,7 @@ pub async fn append_message(
     .bind(provenance)
     .bind(escalations)
     .bind(now)
-    .execute(&mut *conn)
+    .fetch_one(&mut *conn)
     .await
     .map_err(|e| StoreError::unique(e, "conversation message"))?;
     sqlx::query("UPDATE conversations SET updated_at = $2 WHERE id = $1")
@@ -499,6 +495,25 @@ pub async fn messages(
     .fetch_all(&mut *conn)
     .await?;
     rows.into_iter().map(|r| r.open(phi)).collect()
+}
+
+/// The last `limit` messages of a conversation, in order (the history sent with a question):
+/// older messages are neither read nor decrypted.
+pub async fn recent_messages(
+    conn: &mut AnyConnection,
+    phi: &PhiCipher,
+    conversation_id: &str,
+    limit: i64,
+) -> Result<Vec<Message>, StoreError> {
+    let rows: Vec<MessageRow> = sqlx::query_as(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM conversation_messages WHERE conversation_id = $1 \
+         ORDER BY seq DESC LIMIT $2"
+    ))
+    .bind(conversation_id)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter().rev().map(|r| r.open(phi)).collect()
 }
 
 /// One message.

@@ -437,6 +437,25 @@ pub async fn on_users_care_team(
     Ok(n > 0)
 }
 
+/// Whether the patient exists and, if so, whether the user is on one of the patient's care
+/// teams: both in one query (authorisation runs on every PHI request).
+pub async fn care_team_standing(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    patient_id: &str,
+) -> Result<Option<bool>, StoreError> {
+    let (exists, on_team): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM patients WHERE id = $1), \
+         (SELECT COUNT(*) FROM patient_care_teams p JOIN care_team_members m \
+          ON m.team_id = p.team_id WHERE p.patient_id = $1 AND m.user_id = $2)",
+    )
+    .bind(patient_id)
+    .bind(user_id)
+    .fetch_one(conn)
+    .await?;
+    Ok((exists > 0).then_some(on_team > 0))
+}
+
 /// Search criteria; all given criteria must match.
 #[derive(Debug, Clone, Default)]
 pub struct Search {

@@ -384,6 +384,23 @@ async fn patients_search_and_care_team_scope() {
         assert!(!patients::on_users_care_team(&mut c, &alice, &p3)
             .await
             .unwrap());
+        // the one-query form used by authorisation agrees, and tells a missing patient apart
+        for (user, patient, want) in [
+            (&alice, &p1, Some(true)),
+            (&bob, &p1, Some(false)),
+            (&alice, &p3, Some(false)),
+        ] {
+            let got = patients::care_team_standing(&mut c, user, patient)
+                .await
+                .unwrap();
+            assert_eq!(got, want, "{user} on {patient}");
+        }
+        assert_eq!(
+            patients::care_team_standing(&mut c, &alice, "no-such-patient")
+                .await
+                .unwrap(),
+            None
+        );
 
         let got = patients::get(&mut c, &phi, &p2).await.unwrap().unwrap();
         assert_eq!(got.demographics.family_name, "O'Neil");

@@ -696,7 +696,7 @@ pub const MAX_QUESTION_CHARS: usize = 4_000;
 /// How many of the newest clinical notes go into the model's context.
 const CONTEXT_NOTES: i64 = 5;
 /// How many earlier messages of the conversation go to the model.
-const HISTORY_MESSAGES: usize = 10;
+const HISTORY_MESSAGES: i64 = 10;
 
 /// A question to the assistant.
 #[derive(Deserialize, ToSchema)]
@@ -858,15 +858,19 @@ pub async fn ask(
         });
     };
     let now = st.now();
-    let mut tx = st.store.begin().await?;
-    let phi = cipher!(st, p, tx, now);
+    // The reads take a connection only while they run: de-identification and triage below hold
+    // none (on SQLite the store has one connection, and every other request waits for it).
+    let mut conn = st.store.pool().acquire().await.map_err(StoreError::from)?;
+    let phi = cipher!(st, p, conn, now);
     let loaded = async {
-        let patient = medai_store::patients::get(&mut tx, &phi, &patient_id).await?;
-        let notes = conversations::notes(&mut tx, &phi, &patient_id, CONTEXT_NOTES).await?;
-        let history = conversations::messages(&mut tx, &phi, &id).await?;
+        let patient = medai_store::patients::get(&mut conn, &phi, &patient_id).await?;
+        let notes = conversations::notes(&mut conn, &phi, &patient_id, CONTEXT_NOTES).await?;
+        let history =
+            conversations::recent_messages(&mut conn, &phi, &id, HISTORY_MESSAGES).await?;
         Ok::<_, StoreError>((patient, notes, history))
     };
-    let (patient, notes, history) = phi_read!(st, p, tx, loaded.await);
+    let (patient, notes, history) = phi_read!(st, p, conn, loaded.await);
+    drop(conn);
     let patient = patient.ok_or(ApiError::NotFound("patient"))?;
 
     // The patient context, then de-identification of everything model-bound.
@@ -888,7 +892,6 @@ pub async fn ask(
             context.push('\n');
         }
     }
-    let recent = &history[history.len().saturating_sub(HISTORY_MESSAGES)..];
     let detector = &st.assistant.detector;
     let mut vault = medai_phi::Vault::new();
     let mut counts: std::collections::BTreeMap<&'static str, u64> = Default::default();
@@ -933,7 +936,7 @@ pub async fn ask(
         out.text.clone()
     };
     let context_out = deid(&context, &mut counts);
-    let history_out: Vec<(MessageKind, String)> = recent
+    let history_out: Vec<(MessageKind, String)> = history
         .iter()
         .map(|m| (m.kind, deid(&m.body, &mut counts)))
         .collect();
@@ -945,7 +948,6 @@ pub async fn ask(
         .chain(std::iter::once(&question_out));
     for text in outgoing {
         if direct.iter().any(|v| contains_word(text, v)) {
-            drop(tx);
             let e = p
                 .event(now, "phi.guard_blocked", Outcome::Failure)
                 .patient(&patient_id)
@@ -972,9 +974,10 @@ pub async fn ask(
     let rule_ids: Vec<String> = escalations.iter().map(|h| h.rule_id.clone()).collect();
     let deidentified = serde_json::json!(counts);
 
-    // The question is stored and audited in the same transaction, committed before any of the
+    // The question is stored and audited in one transaction, committed before any of the
     // answer is sent.
     let question_id = new_id();
+    let mut tx = st.store.begin().await?;
     conversations::append_message(
         &mut tx,
         &phi,
