@@ -351,12 +351,20 @@ fn known_reach(
     };
     let limit = (from + window).min(doc.toks.len());
     let mut k = from;
+    // true once a term has been covered: a term joined to it by "and" stays part of it
+    let mut joined = false;
     while k < limit {
         if doc.toks[k].clause != clause || terminator[k] {
             return;
         }
         let end = term_end.get(k).copied().unwrap_or(0);
+        // a finding told with a verb after the condition's name starts a new finding: "known
+        // lung ca coughing up fresh blood", "known TB coughed up 300 mL"
+        if end > k && k > from && !joined && participle(doc.word(k)) {
+            return;
+        }
         if end > k {
+            joined = true;
             for f in flags.iter_mut().take(end).skip(k) {
                 *f |= HISTORY;
             }
@@ -369,6 +377,13 @@ fn known_reach(
         flags[k] |= HISTORY;
         k += 1;
     }
+}
+
+/// A verb form that tells an event ("coughing", "coughed", "vomited"), not a condition's name.
+fn participle(word: &str) -> bool {
+    // "L-sided weakness" is the condition's name: "sided" is not a verb
+    word.len() > 5 && word.ends_with("ing")
+        || word.len() > 6 && word.ends_with("ed") && !word.ends_with("sided")
 }
 
 /// Flags up to `window` words before `from`, within the clause, back to and including a
@@ -572,5 +587,23 @@ mod tests {
         let mut flags = vec![0u8; doc.toks.len()];
         known_reach(&doc, &terminator, &term_end, &mut flags, 1, 6);
         assert_eq!(flags, [0, HISTORY, HISTORY, HISTORY, 0]);
+        // "known lung ca coughing up blood": the verb begins a new finding
+        let doc = tokenize("known lung ca coughing up blood");
+        let terminator = vec![false; doc.toks.len()];
+        let mut term_end = vec![0usize; doc.toks.len()];
+        term_end[3] = 6;
+        let mut flags = vec![0u8; doc.toks.len()];
+        known_reach(&doc, &terminator, &term_end, &mut flags, 1, 6);
+        assert_eq!(flags, [0, HISTORY, HISTORY, 0, 0, 0]);
+        // "known bleeding disorder": the first word is the condition itself
+        let doc = tokenize("known bleeding disorder");
+        let terminator = vec![false; doc.toks.len()];
+        let mut term_end = vec![0usize; doc.toks.len()];
+        term_end[1] = 2;
+        let mut flags = vec![0u8; doc.toks.len()];
+        known_reach(&doc, &terminator, &term_end, &mut flags, 1, 6);
+        assert_eq!(flags, [0, HISTORY, 0]);
+        assert!(participle("coughed") && participle("vomiting"));
+        assert!(!participle("sided") && !participle("left-sided") && !participle("ring"));
     }
 }

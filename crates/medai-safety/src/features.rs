@@ -285,9 +285,71 @@ fn cue_right_before(doc: &Doc, i: usize, back: usize, cues: &[&str]) -> bool {
     false
 }
 
+/// Words after an age in years ("9 yo", "4 year old", "6 y/o").
+const YEAR_UNITS: &[&str] = &["yo", "y", "yr", "yrs", "year", "years"];
+
+/// The age in years of the oldest person the text gives an age for, when every age given is a
+/// child's (under 13): "9yo viral URTI", "my 4 year old", "18 month old". None when no age is
+/// given or any age is 13 or more (an adult is in the note: the adult limits stay).
+fn child_age_years(doc: &Doc) -> Option<f64> {
+    let mut oldest: Option<f64> = None;
+    for i in 0..doc.toks.len() {
+        let Some((value, unit)) = number(doc.word(i)) else {
+            continue;
+        };
+        if doc.toks[i].slash_before
+            || doc.toks.get(i + 1).is_some_and(|t| {
+                t.slash_before && unit.is_empty() && number(doc.word(i + 1)).is_some()
+            })
+        {
+            continue;
+        }
+        let same = |j: usize| {
+            doc.toks
+                .get(j)
+                .is_some_and(|t| t.sentence == doc.toks[i].sentence)
+        };
+        let (u, after) = if unit.is_empty() && same(i + 1) {
+            (doc.word(i + 1), i + 2)
+        } else {
+            (unit, i + 1)
+        };
+        let old_after = same(after) && matches!(doc.word(after), "old" | "o");
+        let aged = cue_before(doc, i, 1, &["aged", "age"]);
+        let years = if u == "yo" || YEAR_UNITS.contains(&u) && (old_after || aged) {
+            Some(value)
+        } else if age_unit(u).is_some_and(|d| d > 20.0) && old_after {
+            Some(value / 12.0)
+        } else {
+            None
+        };
+        if let Some(y) = years {
+            if y >= 13.0 {
+                return None;
+            }
+            oldest = Some(oldest.map_or(y, |o: f64| o.max(y)));
+        }
+    }
+    oldest
+}
+
+/// The heart rate above which a child is tachycardic (the upper end of the APLS normal range
+/// for the age): a heart rate of 120 in a febrile 4-year-old is normal. Adults and unknown
+/// ages: 100.
+fn tachycardia_limit(child_years: Option<f64>) -> f64 {
+    match child_years {
+        Some(y) if y < 1.0 => 160.0,
+        Some(y) if y < 2.0 => 150.0,
+        Some(y) if y < 5.0 => 140.0,
+        Some(_) => 120.0,
+        None => 100.0,
+    }
+}
+
 /// Every feature found, as (word index, feature).
 pub(crate) fn find(doc: &Doc) -> Vec<(usize, Feature)> {
     let mut out = Vec::new();
+    let hr_limit = tachycardia_limit(child_age_years(doc));
     for i in 0..doc.toks.len() {
         let word = doc.word(i);
         let spelled = word_number(word);
@@ -355,7 +417,8 @@ pub(crate) fn find(doc: &Doc) -> Vec<(usize, Feature)> {
             if plausible && (bp_context || value >= 50.0) && !doc.toks[i].slash_before {
                 out.push((i, Feature::HypotensionBp));
             }
-        } else if cue_before(doc, i, 2, &["sbp"]) && (40.0..90.0).contains(&value)
+        } else if (cue_before(doc, i, 2, &["sbp", "systolic"]) || next == "systolic" && bp_context)
+            && (40.0..90.0).contains(&value)
             || cue_before(doc, i, 2, &["map"]) && (20.0..65.0).contains(&value)
         {
             out.push((i, Feature::HypotensionBp));
@@ -364,7 +427,7 @@ pub(crate) fn find(doc: &Doc) -> Vec<(usize, Feature)> {
         let hr_unit = matches!(unit, "bpm") || next == "bpm";
         if (hr_unit || cue_before(doc, i, 3, HR_CUES))
             && diastolic.is_none()
-            && value > 100.0
+            && value > hr_limit
             && value < 300.0
             && (unit.is_empty() || unit == "s" || unit == "bpm")
         {
@@ -451,7 +514,11 @@ pub(crate) fn find(doc: &Doc) -> Vec<(usize, Feature)> {
                     "pregnant" | "gestation" | "pregnancy" | "ga" | "gestational" | "iup" | "along"
                 )
             };
-            let after_ok = (after..after + 2).any(|j| same_sentence(j) && pregnant(doc.word(j)));
+            let after_ok = (after..after + 2).any(|j| same_sentence(j) && pregnant(doc.word(j)))
+                // "6 weeks by dates", "7 wks by LMP"
+                || doc.word(after) == "by"
+                    && same_sentence(after + 1)
+                    && matches!(doc.word(after + 1), "dates" | "lmp");
             let before_ok = (1..=3).any(|k| {
                 i.checked_sub(k).is_some_and(|j| {
                     doc.toks[j].sentence == doc.toks[i].sentence && pregnant(doc.word(j))
@@ -537,7 +604,7 @@ pub(crate) fn find(doc: &Doc) -> Vec<(usize, Feature)> {
             }
         }
         // neutropenia: "neutrophils 0.3", "ANC 400"
-        if cue_before(doc, i, 2, NEUTROPHIL_CUES)
+        if cue_right_before(doc, i, 3, NEUTROPHIL_CUES)
             && unit.is_empty()
             && (value < 1.0 || (10.0..1000.0).contains(&value) && value.fract() == 0.0)
         {
@@ -625,6 +692,9 @@ mod tests {
         assert_eq!(features("HR 128"), [Feature::TachycardiaHr]);
         assert_eq!(features("pulse 130s"), [Feature::TachycardiaHr]);
         assert!(features("HR 88").is_empty());
+        assert_eq!(features("BP 70 systolic"), [Feature::HypotensionBp]);
+        assert_eq!(features("systolic 82"), [Feature::HypotensionBp]);
+        assert!(features("BP 120 systolic").is_empty());
         assert_eq!(features("RR 28"), [Feature::TachypneaRr]);
         assert_eq!(features("sats 86% on RA"), [Feature::HypoxiaSpo2]);
         assert!(features("sats 97%").is_empty());
@@ -690,10 +760,20 @@ mod tests {
         for t in ["troponin 0.01 -> 0.01", "trop 310 -> 45", "troponin 14"] {
             assert!(!features(t).contains(&Feature::TroponinRise), "{t}");
         }
-        for t in ["neutrophils 0.3", "ANC 400", "neuts 0.8"] {
+        for t in [
+            "neutrophils 0.3",
+            "ANC 400",
+            "neuts 0.8",
+            "ANC yesterday was 300",
+        ] {
             assert_eq!(features(t), [Feature::Neutropenia], "{t}");
         }
-        for t in ["neutrophils 4.5", "ANC 2400", "neutrophils 1.5"] {
+        for t in [
+            "neutrophils 4.5",
+            "ANC 2400",
+            "neutrophils 1.5",
+            "neut 5.2 plt 300",
+        ] {
             assert!(features(t).is_empty(), "{t}");
         }
     }
@@ -742,6 +822,8 @@ mod tests {
             "about 6 weeks along",
             "I'm 6 weeks, scan booked",
             "6/52 by dates",
+            "6 weeks by dates",
+            "7 wks by LMP",
         ] {
             assert_eq!(features(t), [Feature::EarlyPregnancy], "{t}");
         }
@@ -762,6 +844,32 @@ mod tests {
         for t in ["5+3 by LMP", "GA 6+2", "8+1/40", "7+0 weeks"] {
             assert!(features(t).contains(&Feature::EarlyPregnancy), "{t}");
         }
+    }
+
+    #[test]
+    fn child_heart_rate_limits() {
+        // a febrile child's heart rate is judged against the limit for the age
+        for t in [
+            "9yo viral URTI, T 38.5, HR 105",
+            "9yo, HR 118",
+            "4yo ear pain, HR 120",
+            "my 4 year old, pulse 135",
+            "18 month old, HR 150",
+        ] {
+            assert!(!features(t).contains(&Feature::TachycardiaHr), "{t}");
+        }
+        for t in [
+            "HR 105",
+            "4yo, HR 165",
+            "9 y/o, HR 140",
+            "9yo post tonsillectomy, HR 130",
+            "62M, HR 118",
+            "4yo with mum (34 years old), HR 120",
+        ] {
+            assert!(features(t).contains(&Feature::TachycardiaHr), "{t}");
+        }
+        assert_eq!(child_age_years(&tokenize("4yo and 9 year old")), Some(9.0));
+        assert_eq!(child_age_years(&tokenize("BP 4/5 years")), None);
     }
 
     #[test]

@@ -16,7 +16,7 @@ fn fired(text: &str) -> Vec<String> {
 #[test]
 fn builtin_rule_set_loads_with_the_required_rules() {
     let rules = RuleSet::builtin().unwrap();
-    assert_eq!(rules.version(), "1.6.0");
+    assert_eq!(rules.version(), "1.7.0");
     let ids: Vec<&str> = rules.rules().iter().map(|r| r.id()).collect();
     for id in [
         "acs",
@@ -116,10 +116,10 @@ fn a_hit_carries_the_rule_and_offsets_of_its_evidence() {
     let text = "Now c/o chest pain with diaphoresis.";
     let t = rules.triage(text);
     assert!(t.flagged);
-    assert_eq!(t.rule_set_version, "1.6.0");
+    assert_eq!(t.rule_set_version, "1.7.0");
     let hit = &t.hits[0];
     assert_eq!(hit.rule_id, "acs");
-    assert_eq!(hit.rule_version, 6);
+    assert_eq!(hit.rule_version, 7);
     assert!(hit.notice.contains("decision support"));
     let words: Vec<&str> = hit.evidence.iter().map(|e| &text[e.start..e.end]).collect();
     assert_eq!(words, ["chest pain", "diaphoresis"]);
@@ -136,7 +136,7 @@ fn invalid_rule_files_are_refused_naming_rule_and_field() {
     let cases: &[(&str, &str, &str)] = &[
         ("id = \"stroke\"", "id = \"acs\"", "rule \"acs\", field `id`: another rule"),
         ("id = \"stroke\"", "id = \"Stroke!\"", "field `id`"),
-        ("version = 5\ntitle = \"Possible acute stroke\"", "version = 0\ntitle = \"Possible acute stroke\"", "rule \"stroke\", field `version`"),
+        ("version = 6\ntitle = \"Possible acute stroke\"", "version = 0\ntitle = \"Possible acute stroke\"", "rule \"stroke\", field `version`"),
         ("This is decision support, not a diagnosis; it does not replace clinical judgement.\"\n\n[rule.terms]\nface", "Act now.\"\n\n[rule.terms]\nface", "rule \"stroke\", field `notice`"),
         ("groups = [\"face\", \"arm\", \"speech\", \"vision\"]", "groups = [\"face\", \"arms\", \"speech\", \"vision\"]", "rule \"stroke\", field `pattern[0].groups`: \"arms\" is not a term group"),
         ("min = 2\nwithin = 30", "min = 5\nwithin = 30", "field `pattern[0].min`"),
@@ -148,7 +148,7 @@ fn invalid_rule_files_are_refused_naming_rule_and_field() {
         ("\"diaphore*\",", "\"di*\",", "rule \"acs\", field `terms.associated`"),
         ("[[rule.pattern]]\ngroups = [\"infant\", \"fever\"]\nwithin = 80", "[[rule.pattern]]\ngroups = [\"infant\"]", "field `terms.fever`: this term group is used by no pattern"),
         ("negation_window = 7", "negation_window = 0", "rule \"(cues)\", field `negation_window`"),
-        ("version = \"1.6.0\"", "version = \"\"", "rule \"(ruleset)\", field `version`"),
+        ("version = \"1.7.0\"", "version = \"\"", "rule \"(ruleset)\", field `version`"),
         ("id = \"stroke\"", "id = \"stroke\"\ncolour = \"red\"", "unknown field `colour`"),
         ("[cues]", "[cues", "not a valid rule set"),
     ];
@@ -436,5 +436,39 @@ fn suppress_tables_are_validated() {
     assert!(
         err.contains("rule \"stroke\", field `suppress[0].groups`"),
         "{err}"
+    );
+}
+
+#[test]
+fn rule_set_1_7_0_look_alikes_stay_quiet_beside_their_positives() {
+    // a febrile child's heart rate is judged for the age
+    assert!(fired("4yo ear pain, T 38.5, HR 120, RR 24, running around.").is_empty());
+    assert_eq!(
+        fired("4yo, T 39.6, HR 170, RR 44, floppy and mottled."),
+        ["sepsis"]
+    );
+    // a PPH that is over (Hb stable, going home) is history; one happening now fires
+    assert!(fired("PPH 1.2L at delivery 3 days ago; Hb stable at 98, going home.").is_empty());
+    assert_eq!(
+        fired("PPH 1.5L in the last 20 minutes, uterus boggy."),
+        ["severe_bleeding"]
+    );
+    // money saved for medicines is not hoarding them
+    assert!(fired("She saved up to pay for her tablets this month.").is_empty());
+    assert_eq!(
+        fired("He has been saving up his oxycodone tablets."),
+        ["suicide_risk"]
+    );
+    // a band-like headache is not chest pain
+    assert!(fired("Band-like headache with nausea for 2 days.").is_empty());
+    assert_eq!(
+        fired("Band-like tightness round the chest, sweating and nauseous."),
+        ["acs"]
+    );
+    // a facial droop since birth is not a stroke
+    assert!(fired("R sided facial droop since birth, unchanged all his life.").is_empty());
+    assert_eq!(
+        fired("A grey curtain came down over her R eye an hour ago."),
+        ["stroke"]
     );
 }
