@@ -176,9 +176,19 @@ impl RuleSet {
         let mut patient = vec![false; sentences];
         // the first sentence of an exam question, simulation script or vignette
         let mut scenario_from: Option<usize> = None;
+        // pseudo cues first: a word inside one starts no cue of any kind ("weak as a kitten" is
+        // an idiom, not a vet note)
         for f in found {
+            if let Tag::Cue(Cue::Pseudo) = f.tag {
+                pseudo[f.start..f.end].iter_mut().for_each(|p| *p = true);
+            }
+        }
+        for f in found {
+            if matches!(f.tag, Tag::Cue(Cue::Education | Cue::Scenario)) && pseudo[f.start] {
+                continue;
+            }
             match f.tag {
-                Tag::Cue(Cue::Pseudo) => pseudo[f.start..f.end].iter_mut().for_each(|p| *p = true),
+                Tag::Cue(Cue::Pseudo) => {}
                 Tag::Cue(Cue::Terminator) => terminator[f.start] = true,
                 Tag::Cue(Cue::Education) => education[doc.toks[f.start].sentence as usize] = true,
                 Tag::Cue(Cue::PatientSpecific) => {
@@ -305,6 +315,13 @@ fn forward(doc: &Doc, terminator: &[bool], flags: &mut [u8], from: usize, window
     }
 }
 
+/// The clause of the cue that ends just before word `from`.
+fn cue_clause(doc: &Doc, from: usize) -> Option<u32> {
+    from.checked_sub(1)
+        .and_then(|i| doc.toks.get(i))
+        .map(|t| t.clause)
+}
+
 /// Flags up to `window` words from `from` on, within the clause, until a terminator.
 fn forward_in_clause(
     doc: &Doc,
@@ -314,11 +331,7 @@ fn forward_in_clause(
     window: usize,
     flag: u8,
 ) {
-    let Some(clause) = from
-        .checked_sub(1)
-        .and_then(|i| doc.toks.get(i))
-        .map(|t| t.clause)
-    else {
+    let Some(clause) = cue_clause(doc, from) else {
         return;
     };
     for k in from..(from + window).min(doc.toks.len()) {
@@ -342,11 +355,7 @@ fn known_reach(
     from: usize,
     window: usize,
 ) {
-    let Some(clause) = from
-        .checked_sub(1)
-        .and_then(|i| doc.toks.get(i))
-        .map(|t| t.clause)
-    else {
+    let Some(clause) = cue_clause(doc, from) else {
         return;
     };
     let limit = (from + window).min(doc.toks.len());
@@ -605,5 +614,27 @@ mod tests {
         assert_eq!(flags, [0, HISTORY, 0]);
         assert!(participle("coughed") && participle("vomiting"));
         assert!(!participle("sided") && !participle("left-sided") && !participle("ring"));
+    }
+
+    #[test]
+    fn a_pseudo_cue_masks_teaching_and_scenario_cues_inside_it() {
+        let Ok(rules) = crate::RuleSet::builtin() else {
+            panic!("builtin rules load");
+        };
+        let ids = |text: &str| -> Vec<String> {
+            rules
+                .triage(text)
+                .hits
+                .iter()
+                .map(|h| h.rule_id.to_string())
+                .collect()
+        };
+        // "weak as a kitten" is an idiom: the scenario cue "kitten" inside it does not hold
+        assert_eq!(
+            ids("Her face has gone droopy and her left arm's gone weak as a kitten in the last hour."),
+            ["stroke"]
+        );
+        // a real kitten still sets the text aside
+        assert!(ids("The kitten has a droopy face and a weak arm since this morning.").is_empty());
     }
 }

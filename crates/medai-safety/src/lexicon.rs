@@ -36,6 +36,22 @@ impl WordPat {
     }
 }
 
+/// The form a word is indexed and compared in: a curly apostrophe is a straight one, and a
+/// negative contraction is the same with or without its apostrophe ("can't", "can\u{2019}t" and
+/// "cant" are one word). Other apostrophes stay ("we'll" is not "well").
+pub(crate) fn canon(word: &str) -> std::borrow::Cow<'_, str> {
+    if !word.contains(['\'', '\u{2019}']) {
+        return std::borrow::Cow::Borrowed(word);
+    }
+    let straight = word.replace('\u{2019}', "'");
+    match straight.strip_suffix("n't") {
+        Some(stem) if !stem.is_empty() && !stem.contains('\'') => {
+            std::borrow::Cow::Owned(format!("{stem}nt"))
+        }
+        _ => std::borrow::Cow::Owned(straight),
+    }
+}
+
 /// Parses a phrase as written in the rule file: words separated by spaces, `/` or `-`; a word
 /// may end in `*` (prefix, at least three letters), be `*` (any word), `#year` or `#num`.
 pub(crate) fn parse_phrase(phrase: &str) -> Result<Vec<WordPat>, String> {
@@ -66,9 +82,9 @@ pub(crate) fn parse_phrase(phrase: &str) -> Result<Vec<WordPat>, String> {
                             "{phrase:?}: the prefix {piece:?} needs at least three letters before *"
                         ));
                     }
-                    WordPat::Prefix(stem.into())
+                    WordPat::Prefix(canon(stem).into())
                 } else {
-                    WordPat::Exact(stem.into())
+                    WordPat::Exact(canon(stem).into())
                 }
             }
         };
@@ -155,7 +171,8 @@ impl Lexicon {
     pub fn find(&self, doc: &Doc) -> Vec<Found> {
         let mut out = Vec::new();
         for i in 0..doc.toks.len() {
-            let word = doc.word(i);
+            let canon_word = canon(doc.word(i));
+            let word: &str = &canon_word;
             let mut try_ids = |ids: &[u32]| {
                 for &id in ids {
                     if let Some(len) = self.match_at(doc, i, id) {
@@ -190,7 +207,7 @@ impl Lexicon {
         let sentence = doc.toks.get(i)?.sentence;
         for (k, pat) in words.iter().enumerate() {
             let t = doc.toks.get(i + k)?;
-            if t.sentence != sentence || !pat.matches(doc.word(i + k)) {
+            if t.sentence != sentence || !pat.matches(&canon(doc.word(i + k))) {
                 return None;
             }
         }
@@ -201,6 +218,29 @@ impl Lexicon {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn negative_contractions_match_with_or_without_apostrophe() {
+        let mut lex = Lexicon::default();
+        let tag = Tag::Cue(Cue::Pseudo);
+        lex.add(parse_phrase("can't move * leg").unwrap_or_default(), tag);
+        lex.add(parse_phrase("dont").unwrap_or_default(), tag);
+        lex.add(parse_phrase("we'll").unwrap_or_default(), tag);
+        for text in [
+            "cant move his leg",
+            "can't move his leg",
+            "can\u{2019}t move his leg",
+        ] {
+            assert_eq!(lex.find(&tokenize(text)).len(), 1, "{text}");
+        }
+        assert_eq!(lex.find(&tokenize("I don't know")).len(), 1);
+        assert_eq!(lex.find(&tokenize("I don\u{2019}t know")).len(), 1);
+        assert!(lex.find(&tokenize("feeling well")).is_empty());
+        assert_eq!(lex.find(&tokenize("we\u{2019}ll see")).len(), 1);
+        assert_eq!(canon("won't"), "wont");
+        assert_eq!(canon("it\u{2019}s"), "it's");
+        assert_eq!(canon("n't"), "n't");
+    }
 
     #[test]
     fn parses_and_rejects_phrases() {

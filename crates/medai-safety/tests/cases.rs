@@ -1,6 +1,6 @@
 //! The labelled case files scored as CI scores them: the development file meets the goals
 //! (sensitivity ≥ 0.95, specificity ≥ 0.90); the held-out file is reported and must stay above
-//! the floor CI enforces (0.90 / 0.94): a regression alarm, not the goal (see docs/triage.md).
+//! the floor CI enforces (0.92 / 0.94): a regression alarm, not the goal (see docs/triage.md).
 
 #![allow(clippy::unwrap_used, clippy::print_stdout, reason = "test code")]
 
@@ -32,7 +32,7 @@ fn score(file: &str) -> medai_safety::eval::Report {
 #[test]
 fn development_cases_meet_the_goals() {
     let r = score("triage-cases.jsonl");
-    assert!(r.cases >= 3400);
+    assert!(r.cases >= 4200);
     let positives = r.overall.tp + r.overall.fn_;
     // Blind sets bring about 54 % positives; negatives must stay a large share.
     assert!(
@@ -46,7 +46,7 @@ fn development_cases_meet_the_goals() {
 #[test]
 fn held_out_cases_stay_above_the_ci_floor() {
     let r = score("triage-heldout.jsonl");
-    assert!(r.cases >= 400);
-    assert!(r.overall.sensitivity() >= 0.90, "{:?}", r.overall);
+    assert!(r.cases >= 600);
+    assert!(r.overall.sensitivity() >= 0.92, "{:?}", r.overall);
     assert!(r.overall.specificity() >= 0.94, "{:?}", r.overall);
 }

@@ -16,7 +16,7 @@ fn fired(text: &str) -> Vec<String> {
 #[test]
 fn builtin_rule_set_loads_with_the_required_rules() {
     let rules = RuleSet::builtin().unwrap();
-    assert_eq!(rules.version(), "1.7.0");
+    assert_eq!(rules.version(), "1.8.0");
     let ids: Vec<&str> = rules.rules().iter().map(|r| r.id()).collect();
     for id in [
         "acs",
@@ -116,10 +116,10 @@ fn a_hit_carries_the_rule_and_offsets_of_its_evidence() {
     let text = "Now c/o chest pain with diaphoresis.";
     let t = rules.triage(text);
     assert!(t.flagged);
-    assert_eq!(t.rule_set_version, "1.7.0");
+    assert_eq!(t.rule_set_version, "1.8.0");
     let hit = &t.hits[0];
     assert_eq!(hit.rule_id, "acs");
-    assert_eq!(hit.rule_version, 7);
+    assert_eq!(hit.rule_version, 8);
     assert!(hit.notice.contains("decision support"));
     let words: Vec<&str> = hit.evidence.iter().map(|e| &text[e.start..e.end]).collect();
     assert_eq!(words, ["chest pain", "diaphoresis"]);
@@ -136,7 +136,7 @@ fn invalid_rule_files_are_refused_naming_rule_and_field() {
     let cases: &[(&str, &str, &str)] = &[
         ("id = \"stroke\"", "id = \"acs\"", "rule \"acs\", field `id`: another rule"),
         ("id = \"stroke\"", "id = \"Stroke!\"", "field `id`"),
-        ("version = 6\ntitle = \"Possible acute stroke\"", "version = 0\ntitle = \"Possible acute stroke\"", "rule \"stroke\", field `version`"),
+        ("version = 7\ntitle = \"Possible acute stroke\"", "version = 0\ntitle = \"Possible acute stroke\"", "rule \"stroke\", field `version`"),
         ("This is decision support, not a diagnosis; it does not replace clinical judgement.\"\n\n[rule.terms]\nface", "Act now.\"\n\n[rule.terms]\nface", "rule \"stroke\", field `notice`"),
         ("groups = [\"face\", \"arm\", \"speech\", \"vision\"]", "groups = [\"face\", \"arms\", \"speech\", \"vision\"]", "rule \"stroke\", field `pattern[0].groups`: \"arms\" is not a term group"),
         ("min = 2\nwithin = 30", "min = 5\nwithin = 30", "field `pattern[0].min`"),
@@ -148,7 +148,7 @@ fn invalid_rule_files_are_refused_naming_rule_and_field() {
         ("\"diaphore*\",", "\"di*\",", "rule \"acs\", field `terms.associated`"),
         ("[[rule.pattern]]\ngroups = [\"infant\", \"fever\"]\nwithin = 80", "[[rule.pattern]]\ngroups = [\"infant\"]", "field `terms.fever`: this term group is used by no pattern"),
         ("negation_window = 7", "negation_window = 0", "rule \"(cues)\", field `negation_window`"),
-        ("version = \"1.7.0\"", "version = \"\"", "rule \"(ruleset)\", field `version`"),
+        ("version = \"1.8.0\"", "version = \"\"", "rule \"(ruleset)\", field `version`"),
         ("id = \"stroke\"", "id = \"stroke\"\ncolour = \"red\"", "unknown field `colour`"),
         ("[cues]", "[cues", "not a valid rule set"),
     ];

@@ -212,7 +212,7 @@ fn eval_scores_the_held_out_file_against_the_ci_floor() {
             "--cases",
             path.to_str().unwrap(),
             "--min-sensitivity",
-            "0.90",
+            "0.92",
             "--min-specificity",
             "0.94",
             "--json",
