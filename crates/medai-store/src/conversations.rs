@@ -444,7 +444,8 @@ pub async fn append_message(
     let escalations = serde_json::to_string(m.escalations)
         .map_err(|e| StoreError::Corrupt(format!("escalations: {e}")))?;
     // The next number in the conversation is taken in the insert itself: one statement, one
-    // round trip, no window between reading the last number and using it.
+    // round trip. (Two writers numbering the same conversation at once still meet the unique
+    // key on (conversation, seq), as before.)
     let (seq,): (i64,) = sqlx::query_as(
         "INSERT INTO conversation_messages (id, conversation_id, seq, kind, author_id, body_enc, \
          key_version, provenance, escalations, created_at) \

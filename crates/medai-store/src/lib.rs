@@ -116,8 +116,9 @@ impl Store {
         let kind = medai_core::config::database_kind(url).ok_or(StoreError::UnsupportedUrl)?;
         // A connection is pinged before use only when it has sat idle for a while (a database
         // restart or a dropped idle TCP connection shows there). sqlx's default pings on every
-        // acquire: one more round trip per query outside a transaction, about a third of the
-        // answer path's round trips.
+        // acquire: one more round trip per query outside a transaction and per transaction
+        // begun, five of the answer path's 26. sqlx still pings each connection as it is
+        // returned, so one that broke in use is closed then.
         let opts = AnyPoolOptions::new()
             .acquire_timeout(Duration::from_secs(10))
             .test_before_acquire(false)

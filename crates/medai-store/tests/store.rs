@@ -1443,3 +1443,74 @@ async fn sqlite_commits_leave_the_checkpoint_to_a_background_connection() {
         "log left after close"
     );
 }
+
+#[tokio::test]
+async fn messages_are_numbered_in_the_insert_and_the_recent_ones_come_back_in_order() {
+    use medai_store::conversations::{self, MessageKind, NewMessage};
+    for kind in backends() {
+        let (store, _db) = migrated_store(kind).await.unwrap();
+        let mut c = store.pool().acquire().await.unwrap();
+        let phi = phi_keys::load_or_init(&mut c, &medai_crypto::MasterKey::generate(), 1)
+            .await
+            .unwrap();
+        let doc = new_id();
+        users::insert(&mut c, &doc, "doc", Role::Clinician, 1)
+            .await
+            .unwrap();
+        let pid = new_id();
+        patients::insert(&mut c, &phi, &pid, &demo("MRN-9", "Ana", "Ruiz"), 10)
+            .await
+            .unwrap();
+        let (one, two) = (new_id(), new_id());
+        for cid in [&one, &two] {
+            conversations::create(&mut c, &phi, cid, &pid, &doc, "t", 10)
+                .await
+                .unwrap();
+        }
+        // interleaved: each conversation numbers its own messages from 1
+        for i in 1..=4i64 {
+            for cid in [&one, &two] {
+                let body = format!("message {i} of {cid}");
+                let m = conversations::append_message(
+                    &mut c,
+                    &phi,
+                    &NewMessage {
+                        id: &new_id(),
+                        conversation_id: cid,
+                        kind: if i % 2 == 1 {
+                            MessageKind::Question
+                        } else {
+                            MessageKind::Answer
+                        },
+                        author_id: (i % 2 == 1).then_some(doc.as_str()),
+                        body: &body,
+                        provenance: None,
+                        escalations: &[],
+                    },
+                    10 + i,
+                )
+                .await
+                .unwrap();
+                assert_eq!(m.seq, i, "{kind:?}");
+            }
+        }
+        let recent = conversations::recent_messages(&mut c, &phi, &one, 3)
+            .await
+            .unwrap();
+        let got: Vec<(i64, String)> = recent.iter().map(|m| (m.seq, m.body.clone())).collect();
+        let want: Vec<(i64, String)> = (2..=4)
+            .map(|i| (i, format!("message {i} of {one}")))
+            .collect();
+        assert_eq!(got, want, "{kind:?}: the last three, oldest first");
+        let all = conversations::messages(&mut c, &phi, &two).await.unwrap();
+        assert_eq!(all.len(), 4);
+        assert_eq!(
+            conversations::recent_messages(&mut c, &phi, &two, 10)
+                .await
+                .unwrap()
+                .len(),
+            4,
+            "a limit past the end returns them all"
+        );
+    }
+}
