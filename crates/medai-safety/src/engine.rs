@@ -576,42 +576,42 @@ mod tests {
         assert_eq!(negated, ["wheeze"]);
     }
 
+    /// The flags `known_reach` sets on `text` for a cue at word 0, given the terms as (start,
+    /// end) word ranges.
+    fn known_flags(text: &str, terms: &[(usize, usize)]) -> Vec<u8> {
+        let doc = tokenize(text);
+        let terminator = vec![false; doc.toks.len()];
+        let mut term_end = vec![0usize; doc.toks.len()];
+        for &(start, end) in terms {
+            term_end[start] = end;
+        }
+        let mut flags = vec![0u8; doc.toks.len()];
+        known_reach(&doc, &terminator, &term_end, &mut flags, 1, 6);
+        flags
+    }
+
     #[test]
     fn known_reaches_over_the_condition_and_joined_terms() {
         // "known varices vomiting blood": the term "varices" (words 1..2) ends the reach
-        let doc = tokenize("known varices vomiting blood");
-        let terminator = vec![false; doc.toks.len()];
-        let mut term_end = vec![0usize; doc.toks.len()];
-        term_end[1] = 2;
-        term_end[2] = 4;
-        let mut flags = vec![0u8; doc.toks.len()];
-        known_reach(&doc, &terminator, &term_end, &mut flags, 1, 6);
-        assert_eq!(flags, [0, HISTORY, 0, 0]);
+        assert_eq!(
+            known_flags("known varices vomiting blood", &[(1, 2), (2, 4)]),
+            [0, HISTORY, 0, 0]
+        );
         // "chronic weakness and slurring": "and" joins the next term
-        let doc = tokenize("chronic weakness and slurring today");
-        let terminator = vec![false; doc.toks.len()];
-        let mut term_end = vec![0usize; doc.toks.len()];
-        term_end[1] = 2;
-        term_end[3] = 4;
-        let mut flags = vec![0u8; doc.toks.len()];
-        known_reach(&doc, &terminator, &term_end, &mut flags, 1, 6);
-        assert_eq!(flags, [0, HISTORY, HISTORY, HISTORY, 0]);
+        assert_eq!(
+            known_flags("chronic weakness and slurring today", &[(1, 2), (3, 4)]),
+            [0, HISTORY, HISTORY, HISTORY, 0]
+        );
         // "known lung ca coughing up blood": the verb begins a new finding
-        let doc = tokenize("known lung ca coughing up blood");
-        let terminator = vec![false; doc.toks.len()];
-        let mut term_end = vec![0usize; doc.toks.len()];
-        term_end[3] = 6;
-        let mut flags = vec![0u8; doc.toks.len()];
-        known_reach(&doc, &terminator, &term_end, &mut flags, 1, 6);
-        assert_eq!(flags, [0, HISTORY, HISTORY, 0, 0, 0]);
+        assert_eq!(
+            known_flags("known lung ca coughing up blood", &[(3, 6)]),
+            [0, HISTORY, HISTORY, 0, 0, 0]
+        );
         // "known bleeding disorder": the first word is the condition itself
-        let doc = tokenize("known bleeding disorder");
-        let terminator = vec![false; doc.toks.len()];
-        let mut term_end = vec![0usize; doc.toks.len()];
-        term_end[1] = 2;
-        let mut flags = vec![0u8; doc.toks.len()];
-        known_reach(&doc, &terminator, &term_end, &mut flags, 1, 6);
-        assert_eq!(flags, [0, HISTORY, 0]);
+        assert_eq!(
+            known_flags("known bleeding disorder", &[(1, 2)]),
+            [0, HISTORY, 0]
+        );
         assert!(participle("coughed") && participle("vomiting"));
         assert!(!participle("sided") && !participle("left-sided") && !participle("ring"));
     }

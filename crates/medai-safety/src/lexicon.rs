@@ -2,7 +2,7 @@
 //! in a tokenised text in a single pass: each word is looked up by its text and by its prefixes,
 //! so the cost is linear in the text and does not grow with the number of phrases.
 
-use crate::text::{number, tokenize, Doc};
+use crate::text::{canon, number, tokenize, Doc};
 use rustc_hash::FxHashMap;
 
 /// One word of a phrase.
@@ -33,22 +33,6 @@ impl WordPat {
             }
             WordPat::Num => number(word).is_some(),
         }
-    }
-}
-
-/// The form a word is indexed and compared in: a curly apostrophe is a straight one, and a
-/// negative contraction is the same with or without its apostrophe ("can't", "can\u{2019}t" and
-/// "cant" are one word). Other apostrophes stay ("we'll" is not "well").
-pub(crate) fn canon(word: &str) -> std::borrow::Cow<'_, str> {
-    if !word.contains(['\'', '\u{2019}']) {
-        return std::borrow::Cow::Borrowed(word);
-    }
-    let straight = word.replace('\u{2019}', "'");
-    match straight.strip_suffix("n't") {
-        Some(stem) if !stem.is_empty() && !stem.contains('\'') => {
-            std::borrow::Cow::Owned(format!("{stem}nt"))
-        }
-        _ => std::borrow::Cow::Owned(straight),
     }
 }
 
@@ -171,8 +155,7 @@ impl Lexicon {
     pub fn find(&self, doc: &Doc) -> Vec<Found> {
         let mut out = Vec::new();
         for i in 0..doc.toks.len() {
-            let canon_word = canon(doc.word(i));
-            let word: &str = &canon_word;
+            let word = doc.canon_word(i);
             let mut try_ids = |ids: &[u32]| {
                 for &id in ids {
                     if let Some(len) = self.match_at(doc, i, id) {
@@ -207,7 +190,7 @@ impl Lexicon {
         let sentence = doc.toks.get(i)?.sentence;
         for (k, pat) in words.iter().enumerate() {
             let t = doc.toks.get(i + k)?;
-            if t.sentence != sentence || !pat.matches(&canon(doc.word(i + k))) {
+            if t.sentence != sentence || !pat.matches(doc.canon_word(i + k)) {
                 return None;
             }
         }

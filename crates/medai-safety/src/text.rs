@@ -19,6 +19,9 @@ pub(crate) struct Token {
 pub(crate) struct Doc {
     pub lower: String,
     pub toks: Vec<Token>,
+    /// Per token, its [`canon`] form where that differs from the word (only words with an
+    /// apostrophe), computed once here rather than at every phrase comparison.
+    canon: Vec<Option<Box<str>>>,
 }
 
 impl Doc {
@@ -27,6 +30,30 @@ impl Doc {
         self.toks
             .get(i)
             .map_or("", |t| self.lower.get(t.start..t.end).unwrap_or(""))
+    }
+
+    /// Token `i` in the form phrases are indexed and compared in (see [`canon`]).
+    pub fn canon_word(&self, i: usize) -> &str {
+        match self.canon.get(i) {
+            Some(Some(c)) => c,
+            _ => self.word(i),
+        }
+    }
+}
+
+/// The form a word is indexed and compared in: a curly apostrophe is a straight one, and a
+/// negative contraction is the same with or without its apostrophe ("can't", "can\u{2019}t" and
+/// "cant" are one word). Other apostrophes stay ("we'll" is not "well").
+pub(crate) fn canon(word: &str) -> std::borrow::Cow<'_, str> {
+    if !word.contains(['\'', '\u{2019}']) {
+        return std::borrow::Cow::Borrowed(word);
+    }
+    let straight = word.replace('\u{2019}', "'");
+    match straight.strip_suffix("n't") {
+        Some(stem) if !stem.is_empty() && !stem.contains('\'') => {
+            std::borrow::Cow::Owned(format!("{stem}nt"))
+        }
+        _ => std::borrow::Cow::Owned(straight),
     }
 }
 
@@ -109,7 +136,14 @@ pub(crate) fn tokenize(text: &str) -> Doc {
             slash_before,
         );
     }
-    Doc { lower, toks }
+    let canon = toks
+        .iter()
+        .map(|t| match canon(lower.get(t.start..t.end).unwrap_or("")) {
+            std::borrow::Cow::Owned(c) => Some(c.into_boxed_str()),
+            std::borrow::Cow::Borrowed(_) => None,
+        })
+        .collect();
+    Doc { lower, toks, canon }
 }
 
 fn push(

@@ -413,10 +413,17 @@ async fn bench_on(
 fn levels() -> Vec<(usize, usize)> {
     let all = [(1usize, 21usize), (16, 11), (64, 6)];
     match std::env::var("MEDAI_BENCH_STREAMS") {
-        Ok(v) => {
-            let want: Vec<usize> = v.split(',').filter_map(|s| s.trim().parse().ok()).collect();
-            all.into_iter().filter(|(s, _)| want.contains(s)).collect()
-        }
+        Ok(v) => v
+            .split(',')
+            .map(|s| {
+                let n: usize = s.trim().parse().unwrap_or(0);
+                *all.iter()
+                    .find(|(streams, _)| *streams == n)
+                    .unwrap_or_else(|| {
+                        panic!("MEDAI_BENCH_STREAMS={v:?}: each level must be 1, 16 or 64")
+                    })
+            })
+            .collect(),
         Err(_) => all.to_vec(),
     }
 }

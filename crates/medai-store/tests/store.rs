@@ -10,7 +10,9 @@ use medai_core::patient::{Demographics, Sex};
 use medai_core::Role;
 use medai_store::ephemeral::{Ephemeral, SessionRecord};
 use medai_store::redis_tls::RedisCa;
-use medai_store::testkit::{backends, fresh_database, migrated_store, redis_url, unique_prefix};
+use medai_store::testkit::{
+    backends, fresh_database, migrated_store, redis_url, unique_prefix, TestDatabase,
+};
 use medai_store::{
     audit, break_glass, care_teams, enrolments, new_id, patients, phi_keys, tokens, users,
     DatabaseKind, SchemaStatus, Store, StoreError,
@@ -25,6 +27,23 @@ fn demo(mrn: &str, given: &str, family: &str) -> Demographics {
         date_of_birth: date!(1960 - 05 - 17),
         sex: Sex::Female,
     }
+}
+
+/// A migrated store with its first PHI keys (a fresh master key), and a connection to it.
+async fn keyed_store(
+    kind: DatabaseKind,
+) -> (
+    Store,
+    TestDatabase,
+    sqlx::pool::PoolConnection<sqlx::Any>,
+    phi_keys::PhiCipher,
+) {
+    let (store, db) = migrated_store(kind).await.unwrap();
+    let mut c = store.pool().acquire().await.unwrap();
+    let phi = phi_keys::load_or_init(&mut c, &medai_crypto::MasterKey::generate(), 1)
+        .await
+        .unwrap();
+    (store, db, c, phi)
 }
 
 #[tokio::test]
@@ -224,11 +243,7 @@ async fn users_credentials_totp_replay_and_recovery_codes() {
 #[tokio::test]
 async fn patients_search_and_care_team_scope() {
     for kind in backends() {
-        let (store, _db) = migrated_store(kind).await.unwrap();
-        let mut c = store.pool().acquire().await.unwrap();
-        let phi = phi_keys::load_or_init(&mut c, &medai_crypto::MasterKey::generate(), 1)
-            .await
-            .unwrap();
+        let (_store, _db, mut c, phi) = keyed_store(kind).await;
         let (alice, bob) = (new_id(), new_id());
         users::insert(&mut c, &alice, "alice", Role::Clinician, 1)
             .await
@@ -503,11 +518,7 @@ async fn audit_commits_and_rolls_back_with_the_change() {
 #[tokio::test]
 async fn enrolment_links_break_glass_and_tokens() {
     for kind in backends() {
-        let (store, _db) = migrated_store(kind).await.unwrap();
-        let mut c = store.pool().acquire().await.unwrap();
-        let phi = phi_keys::load_or_init(&mut c, &medai_crypto::MasterKey::generate(), 1)
-            .await
-            .unwrap();
+        let (_store, _db, mut c, phi) = keyed_store(kind).await;
         enrolments::create(
             &mut c,
             "h1",
@@ -1010,11 +1021,7 @@ async fn tampered_ciphertext_wrong_key_and_missing_key_version_are_clear_errors(
 #[tokio::test]
 async fn plaintext_rows_from_before_encryption_are_encrypted_in_resumable_batches() {
     for kind in backends() {
-        let (store, _db) = migrated_store(kind).await.unwrap();
-        let mut c = store.pool().acquire().await.unwrap();
-        let phi = phi_keys::load_or_init(&mut c, &medai_crypto::MasterKey::generate(), 1)
-            .await
-            .unwrap();
+        let (_store, _db, mut c, phi) = keyed_store(kind).await;
         let ids: Vec<String> = (0..3).map(|_| new_id()).collect();
         for (i, id) in ids.iter().enumerate() {
             sqlx::query(
@@ -1448,11 +1455,7 @@ async fn sqlite_commits_leave_the_checkpoint_to_a_background_connection() {
 async fn messages_are_numbered_in_the_insert_and_the_recent_ones_come_back_in_order() {
     use medai_store::conversations::{self, MessageKind, NewMessage};
     for kind in backends() {
-        let (store, _db) = migrated_store(kind).await.unwrap();
-        let mut c = store.pool().acquire().await.unwrap();
-        let phi = phi_keys::load_or_init(&mut c, &medai_crypto::MasterKey::generate(), 1)
-            .await
-            .unwrap();
+        let (_store, _db, mut c, phi) = keyed_store(kind).await;
         let doc = new_id();
         users::insert(&mut c, &doc, "doc", Role::Clinician, 1)
             .await
